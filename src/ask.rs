@@ -1,0 +1,227 @@
+//! Answering a question about a stored document. One code path; the modes differ only in the
+//! context placed in the prompt (see `onnx/prompt.json` for the layout):
+//! - `compressed`: every chunk as one soft token (E2LLM);
+//! - `hybrid`: the soft tokens plus the top-k chunks' raw text, chosen by cosine similarity;
+//! - `rag`: the top-k chunks' raw text only;
+//! - `full`: the raw document, cut to the decoder's window;
+//! - `question-only`: no document (a baseline for evaluation).
+
+use std::time::Instant;
+
+use crate::decode::{GenerateOptions, Piece};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::manifest::PromptTemplate;
+use crate::store::{DocumentRow, Store, StoredChunks};
+use crate::vector;
+
+/// Questions are cut to this many decoder tokens, so a huge question cannot take the window.
+pub const MAX_QUESTION_TOKENS: usize = 512;
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 64;
+pub const DEFAULT_TOP_K: usize = 4;
+/// Upper bound on `max_new_tokens` (the decoder's window bounds it further).
+pub const MAX_NEW_TOKENS_LIMIT: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Compressed,
+    Hybrid,
+    Rag,
+    Full,
+    QuestionOnly,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Compressed => "compressed",
+            Mode::Hybrid => "hybrid",
+            Mode::Rag => "rag",
+            Mode::Full => "full",
+            Mode::QuestionOnly => "question-only",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Mode> {
+        match value {
+            "compressed" => Ok(Mode::Compressed),
+            "hybrid" => Ok(Mode::Hybrid),
+            "rag" => Ok(Mode::Rag),
+            "full" => Ok(Mode::Full),
+            "question-only" => Ok(Mode::QuestionOnly),
+            other => Err(Error::Invalid(format!(
+                "unknown mode `{other}` (expected compressed, hybrid, rag, full or question-only)"
+            ))),
+        }
+    }
+
+    fn uses_adapter(self) -> bool {
+        matches!(self, Mode::Compressed | Mode::Hybrid)
+    }
+
+    fn retrieves(self) -> bool {
+        matches!(self, Mode::Hybrid | Mode::Rag)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AskOptions {
+    pub mode: Mode,
+    pub max_new_tokens: usize,
+    pub top_k: usize,
+}
+
+impl Default for AskOptions {
+    fn default() -> Self {
+        AskOptions { mode: Mode::Rag, max_new_tokens: DEFAULT_MAX_NEW_TOKENS, top_k: DEFAULT_TOP_K }
+    }
+}
+
+impl AskOptions {
+    pub fn validate(&self) -> Result<()> {
+        if self.max_new_tokens > MAX_NEW_TOKENS_LIMIT {
+            return Err(Error::Invalid(format!(
+                "max_new_tokens {} is above the limit of {MAX_NEW_TOKENS_LIMIT}",
+                self.max_new_tokens
+            )));
+        }
+        if self.top_k == 0 {
+            return Err(Error::Invalid("top_k must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Answer {
+    pub answer: String,
+    pub mode: Mode,
+    pub doc_id: String,
+    /// Decoder input positions (text tokens + soft tokens).
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub ttft_ms: f64,
+    pub total_ms: f64,
+    /// Chunks whose raw text was placed in the prompt (rag, hybrid), in document order.
+    pub chunks: Vec<usize>,
+    /// True when the context was cut to fit the decoder's window.
+    pub truncated: bool,
+    pub provider: String,
+}
+
+impl Engine {
+    /// Answers `question` about stored document `doc_id`.
+    pub fn ask(&self, store: &Store, doc_id: &str, question: &str, options: &AskOptions) -> Result<Answer> {
+        options.validate()?;
+        let started = Instant::now();
+        let document = store.document(doc_id)?;
+        let decoder = self.decoder()?;
+        let template = &self.manifest().prompt;
+        let mode = options.mode;
+
+        let mut question_ids = decoder.tokenize(question)?;
+        question_ids.truncate(MAX_QUESTION_TOKENS);
+        let frame = decoder.tokenize(&template.prefix)?.len()
+            + decoder.tokenize(&template.context_prefix)?.len()
+            + decoder.tokenize(&template.context_suffix)?.len()
+            + decoder.tokenize(&format!("{}{}", template.question_prefix, template.suffix))?.len()
+            + 2;
+        let window = decoder.context_length();
+        let mut budget = window.saturating_sub(options.max_new_tokens + frame + question_ids.len());
+        if budget == 0 && mode != Mode::QuestionOnly {
+            return Err(Error::Invalid(format!(
+                "max_new_tokens {} leaves no room for the document in the decoder's {window}-token window",
+                options.max_new_tokens
+            )));
+        }
+
+        let chunks = if mode == Mode::QuestionOnly { None } else { Some(store.chunks(&document)?) };
+        let mut context: Vec<Piece> = Vec::new();
+        let mut truncated = false;
+        let mut selected = Vec::new();
+
+        if mode.uses_adapter() {
+            let adapter = self.adapter(mode.name())?;
+            check_encoder(&document, &adapter.spec().encoder_fingerprint, store)?;
+            let chunks = chunks.as_ref().expect("chunks are loaded for document modes");
+            let rows = chunks.texts.len().min(budget);
+            truncated |= rows < chunks.texts.len();
+            budget -= rows;
+            context.push(Piece::Embeds(adapter.adapt(&chunks.vectors[..rows * chunks.dim])?));
+        }
+        if mode.retrieves() {
+            let chunks = chunks.as_ref().expect("chunks are loaded for document modes");
+            selected = self.retrieve(&document, chunks, question, options.top_k, store)?;
+            let texts: Vec<&str> = selected.iter().map(|&i| chunks.texts[i].trim()).collect();
+            let separator = if context.is_empty() { "" } else { template.chunk_separator.as_str() };
+            let text = format!("{separator}{}", texts.join(&template.chunk_separator));
+            let (ids, cut) = fit(decoder.tokenize(&text)?, budget);
+            truncated |= cut;
+            context.push(Piece::Tokens(ids));
+        }
+        if mode == Mode::Full {
+            let chunks = chunks.as_ref().expect("chunks are loaded for document modes");
+            let (ids, cut) = fit(decoder.tokenize(&chunks.texts.concat())?, budget);
+            truncated |= cut;
+            context.push(Piece::Tokens(ids));
+        }
+
+        let pieces = prompt(template, context, question_ids);
+        let before_generation = started.elapsed();
+        let generation = decoder.generate(&pieces, &GenerateOptions { max_new_tokens: options.max_new_tokens })?;
+        Ok(Answer {
+            answer: generation.text,
+            mode,
+            doc_id: doc_id.to_string(),
+            prompt_tokens: generation.prompt_tokens,
+            generated_tokens: generation.token_ids.len(),
+            ttft_ms: (before_generation + generation.time_to_first_token).as_secs_f64() * 1e3,
+            total_ms: started.elapsed().as_secs_f64() * 1e3,
+            chunks: selected,
+            truncated,
+            provider: decoder.provider().to_string(),
+        })
+    }
+
+    /// The `top_k` chunks most similar to the question, in document order.
+    fn retrieve(&self, document: &DocumentRow, chunks: &StoredChunks, question: &str, top_k: usize, store: &Store) -> Result<Vec<usize>> {
+        let encoder = self.encoder()?;
+        check_encoder(document, encoder.fingerprint(), store)?;
+        let query = encoder.embed(&[question], 1)?;
+        let mut best: Vec<usize> = vector::top_k(query.row(0), &chunks.vectors, chunks.dim, top_k).into_iter().map(|(i, _)| i).collect();
+        best.sort_unstable();
+        Ok(best)
+    }
+}
+
+/// The prompt layout shared with training: prefix, optional context block, question, suffix.
+pub fn prompt(template: &PromptTemplate, context: Vec<Piece>, question_ids: Vec<u32>) -> Vec<Piece> {
+    let mut pieces = vec![Piece::Text(template.prefix.clone())];
+    if !context.is_empty() {
+        pieces.push(Piece::Text(template.context_prefix.clone()));
+        pieces.extend(context);
+        pieces.push(Piece::Text(template.context_suffix.clone()));
+    }
+    pieces.push(Piece::Text(template.question_prefix.clone()));
+    pieces.push(Piece::Tokens(question_ids));
+    pieces.push(Piece::Text(template.suffix.clone()));
+    pieces
+}
+
+fn fit(mut ids: Vec<u32>, budget: usize) -> (Vec<u32>, bool) {
+    let cut = ids.len() > budget;
+    ids.truncate(budget);
+    (ids, cut)
+}
+
+fn check_encoder(document: &DocumentRow, loaded: &str, store: &Store) -> Result<()> {
+    if document.encoder_fingerprint != loaded {
+        return Err(Error::EncoderMismatch {
+            path: store.path().to_string(),
+            stored: document.encoder_fingerprint.clone(),
+            loaded: loaded.to_string(),
+        });
+    }
+    Ok(())
+}

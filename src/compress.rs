@@ -1,0 +1,184 @@
+//! The batch job: read documents, chunk them, encode the chunks, write them to SQLite.
+//! Documents go in groups: each group's documents are chunked in parallel, their chunks encoded
+//! together (length-sorted batches), and the group committed in one transaction, so a killed
+//! run loses at most the group in flight and never leaves half a document behind.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+use crate::chunk::{Chunk, Chunker};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::ingest;
+use crate::manifest::sha256_hex;
+use crate::store::{EncoderInfo, NewChunk, NewDocument, Store};
+
+#[derive(Debug, Clone)]
+pub struct CompressOptions {
+    pub chunk_tokens: usize,
+    pub batch_size: usize,
+    /// Documents per transaction.
+    pub group_size: usize,
+    /// Re-encode documents even when their content is unchanged.
+    pub force: bool,
+    pub progress: bool,
+}
+
+impl Default for CompressOptions {
+    fn default() -> Self {
+        CompressOptions {
+            chunk_tokens: crate::chunk::DEFAULT_CHUNK_TOKENS,
+            batch_size: crate::encode::DEFAULT_BATCH_SIZE,
+            group_size: 32,
+            force: false,
+            progress: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Failure {
+    pub doc_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CompressSummary {
+    pub added: usize,
+    pub replaced: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub failures: Vec<Failure>,
+    pub chunks: usize,
+    pub tokens: usize,
+    pub seconds: f64,
+    pub chunks_per_second: f64,
+    pub tokens_per_second: f64,
+    pub provider: String,
+}
+
+/// A document read and hashed, waiting to be chunked.
+struct Read {
+    doc_id: String,
+    source: String,
+    text: String,
+    content_sha256: String,
+    replaces: bool,
+}
+
+pub fn compress(engine: &Engine, store: &mut Store, inputs: &[PathBuf], options: &CompressOptions) -> Result<CompressSummary> {
+    let started = Instant::now();
+    let encoder = engine.encoder()?;
+    if options.chunk_tokens > encoder.max_content_tokens() {
+        return Err(Error::Invalid(format!(
+            "--chunk-tokens {} exceeds the encoder's window of {} tokens",
+            options.chunk_tokens,
+            encoder.max_content_tokens()
+        )));
+    }
+    let chunker = Chunker::new(encoder.tokenizer(), options.chunk_tokens)?;
+    let model_id = store.ensure_model(&EncoderInfo {
+        fingerprint: encoder.fingerprint().to_string(),
+        source: encoder.source().to_string(),
+        dim: encoder.dim(),
+        chunk_tokens: options.chunk_tokens,
+    })?;
+    let sources = ingest::sources(inputs)?;
+    let progress = if options.progress { ProgressBar::new(sources.len() as u64) } else { ProgressBar::hidden() };
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} docs, {msg}")
+            .expect("valid progress template"),
+    );
+    let mut summary = CompressSummary { provider: encoder.provider().to_string(), ..Default::default() };
+    let fail = |summary: &mut CompressSummary, doc_id: String, reason: String| {
+        progress.println(format!("failed: {doc_id}: {reason}"));
+        summary.failed += 1;
+        summary.failures.push(Failure { doc_id, reason });
+    };
+
+    for group in sources.chunks(options.group_size.max(1)) {
+        // Read and hash in parallel, then skip documents whose content is unchanged.
+        let read: Vec<_> = group.par_iter().map(|source| source.clone().read()).collect();
+        let mut pending = Vec::new();
+        for item in read {
+            match item {
+                Err((doc_id, reason)) => fail(&mut summary, doc_id, reason),
+                Ok((doc_id, source, text)) => {
+                    let content_sha256 = sha256_hex(text.as_bytes());
+                    let stored = store.content_hash(&doc_id)?;
+                    if !options.force && stored.as_ref() == Some(&(content_sha256.clone(), model_id)) {
+                        summary.unchanged += 1;
+                        continue;
+                    }
+                    pending.push(Read { doc_id, source, text, content_sha256, replaces: stored.is_some() });
+                }
+            }
+        }
+        // Chunk in parallel.
+        let chunked: Vec<(Read, Result<Vec<Chunk>>)> = pending
+            .into_par_iter()
+            .map(|read| {
+                let chunks = chunker.chunk(&read.text);
+                (read, chunks)
+            })
+            .collect();
+        let mut ready = Vec::new();
+        for (read, chunks) in chunked {
+            match chunks {
+                Ok(chunks) if chunks.is_empty() => fail(&mut summary, read.doc_id, format!("{}: no tokens in text", read.source)),
+                Ok(chunks) => ready.push((read, chunks)),
+                Err(e) => fail(&mut summary, read.doc_id, e.to_string()),
+            }
+        }
+        // Encode the group's chunks together: better batches than document by document.
+        let rows: Vec<&[u32]> = ready.iter().flat_map(|(_, chunks)| chunks.iter().map(|c| c.ids.as_slice())).collect();
+        let vectors = encoder.embed_ids(&rows, options.batch_size)?;
+        let mut row = 0;
+        let documents: Vec<NewDocument> = ready
+            .iter()
+            .map(|(read, chunks)| NewDocument {
+                doc_id: read.doc_id.clone(),
+                source: read.source.clone(),
+                content_sha256: read.content_sha256.clone(),
+                n_bytes: read.text.len(),
+                n_tokens: chunks.last().map_or(0, |c| c.token_end),
+                chunks: chunks
+                    .iter()
+                    .map(|chunk| {
+                        row += 1;
+                        NewChunk {
+                            seq: chunk.seq,
+                            text: chunk.text(&read.text).to_string(),
+                            token_start: chunk.token_start,
+                            token_end: chunk.token_end,
+                            byte_start: chunk.byte_start,
+                            byte_end: chunk.byte_end,
+                            vector: vectors.row(row - 1).to_vec(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        store.write_documents(model_id, &documents)?;
+        for ((read, _), document) in ready.iter().zip(&documents) {
+            if read.replaces {
+                summary.replaced += 1;
+            } else {
+                summary.added += 1;
+            }
+            summary.chunks += document.chunks.len();
+            summary.tokens += document.n_tokens;
+        }
+        progress.inc(group.len() as u64);
+        let seconds = started.elapsed().as_secs_f64();
+        progress.set_message(format!("{} chunks, {:.0} chunks/s", summary.chunks, summary.chunks as f64 / seconds.max(1e-9)));
+    }
+    progress.finish_and_clear();
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.chunks_per_second = summary.chunks as f64 / summary.seconds.max(1e-9);
+    summary.tokens_per_second = summary.tokens as f64 / summary.seconds.max(1e-9);
+    Ok(summary)
+}

@@ -1,0 +1,224 @@
+//! The decoder LLM on ONNX Runtime: a prompt made of text and soft tokens (adapter outputs) is
+//! embedded, prefilled in slices (bounded memory) into a KV cache, then decoded greedily one token
+//! per step, reusing the cache, until EOS or `max_new_tokens`.
+
+use std::borrow::Cow;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor};
+use tokenizers::Tokenizer;
+
+use crate::error::{Error, Result};
+use crate::manifest::{DecoderSpec, Manifest};
+use crate::runtime::{self, Device, Provider};
+
+/// Longest slice of prompt positions run in one prefill step: bounds the attention scores'
+/// memory (heads × slice × context floats) for long prompts.
+pub const PREFILL_SLICE: usize = 512;
+
+/// A piece of a prompt.
+#[derive(Debug, Clone)]
+pub enum Piece {
+    /// Text, tokenised with the decoder's tokenizer (special tokens like `<|im_start|>` recognised).
+    Text(String),
+    /// Decoder token ids.
+    Tokens(Vec<u32>),
+    /// Rows of `hidden` floats placed directly in the embedding sequence (soft tokens).
+    Embeds(Vec<f32>),
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    pub prompt_tokens: usize,
+    pub time_to_first_token: Duration,
+    pub total: Duration,
+}
+
+pub struct Decoder {
+    embed: Mutex<Session>,
+    decoder: Mutex<Session>,
+    tokenizer: Tokenizer,
+    spec: DecoderSpec,
+    input_names: Vec<(String, String)>,
+    provider: Provider,
+}
+
+impl Decoder {
+    pub fn load(manifest: &Manifest, device: Device, threads: usize) -> Result<Decoder> {
+        let spec = manifest.decoder.clone();
+        let tokenizer_path = manifest.path_of(&spec.tokenizer);
+        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| Error::Tokenizer {
+            what: format!("decoder {}", tokenizer_path.display()),
+            reason: e.to_string(),
+        })?;
+        let (embed, _) = runtime::session(&manifest.dir, &manifest.path_of(&spec.embed_file), device, 1)?;
+        let (decoder, provider) = runtime::session(&manifest.dir, &manifest.path_of(&spec.file), device, threads)?;
+        let input_names = (0..spec.layers)
+            .map(|i| (format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value")))
+            .collect();
+        Ok(Decoder { embed: Mutex::new(embed), decoder: Mutex::new(decoder), tokenizer, spec, input_names, provider })
+    }
+
+    pub fn spec(&self) -> &DecoderSpec {
+        &self.spec
+    }
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+    pub fn context_length(&self) -> usize {
+        self.spec.context_length
+    }
+
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer { what: "decoder".into(), reason: e.to_string() })?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    pub fn detokenize(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer.decode(ids, true).map_err(|e| Error::Tokenizer { what: "decoder".into(), reason: e.to_string() })
+    }
+
+    /// Embedding rows for token ids (`ids.len() × hidden`).
+    pub fn embed_tokens(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.spec.vocab) {
+            return Err(Error::Invalid(format!("token id {bad} outside the decoder's vocabulary of {}", self.spec.vocab)));
+        }
+        let err = |e: ort::Error| Error::inference("embed", e);
+        let mut session = self.embed.lock().unwrap_or_else(|p| p.into_inner());
+        let ids: Vec<i64> = ids.iter().map(|&id| id as i64).collect();
+        let outputs = session
+            .run(ort::inputs!["input_ids" => Tensor::from_array(([1, ids.len()], ids)).map_err(err)?])
+            .map_err(err)?;
+        let (_, data) = outputs["inputs_embeds"].try_extract_tensor::<f32>().map_err(err)?;
+        Ok(data.to_vec())
+    }
+
+    /// Turns prompt pieces into one embedding sequence (`positions × hidden`).
+    pub fn embed_prompt(&self, pieces: &[Piece]) -> Result<Vec<f32>> {
+        let hidden = self.spec.hidden;
+        let mut embeds = Vec::new();
+        for piece in pieces {
+            match piece {
+                Piece::Text(text) => embeds.extend(self.embed_tokens(&self.tokenize(text)?)?),
+                Piece::Tokens(ids) => embeds.extend(self.embed_tokens(ids)?),
+                Piece::Embeds(rows) => {
+                    if rows.len() % hidden != 0 {
+                        return Err(Error::Invalid(format!("soft tokens of {} floats are not rows of {hidden}", rows.len())));
+                    }
+                    embeds.extend_from_slice(rows);
+                }
+            }
+        }
+        Ok(embeds)
+    }
+
+    /// Greedy generation from a prompt given as pieces.
+    pub fn generate(&self, pieces: &[Piece], options: &GenerateOptions) -> Result<Generation> {
+        let started = Instant::now();
+        let embeds = self.embed_prompt(pieces)?;
+        let prompt_tokens = embeds.len() / self.spec.hidden;
+        if prompt_tokens == 0 {
+            return Err(Error::Invalid("empty prompt".into()));
+        }
+        if prompt_tokens + options.max_new_tokens > self.spec.context_length {
+            return Err(Error::Invalid(format!(
+                "prompt of {prompt_tokens} positions + {} new tokens exceeds the decoder's context of {}",
+                options.max_new_tokens, self.spec.context_length
+            )));
+        }
+        let mut session = self.decoder.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.empty_cache()?;
+        let mut logits = Vec::new();
+        let mut position = 0;
+        for slice in embeds.chunks(PREFILL_SLICE * self.spec.hidden) {
+            logits = self.step(&mut session, slice, position, &mut cache)?;
+            position += slice.len() / self.spec.hidden;
+        }
+        let mut token_ids = Vec::new();
+        let mut time_to_first_token = Duration::ZERO;
+        while token_ids.len() < options.max_new_tokens {
+            let next = argmax(&logits);
+            if token_ids.is_empty() {
+                time_to_first_token = started.elapsed();
+            }
+            if self.spec.eos_token_ids.contains(&next) {
+                break;
+            }
+            token_ids.push(next);
+            if token_ids.len() == options.max_new_tokens {
+                break;
+            }
+            let embed = self.embed_tokens(&[next])?;
+            logits = self.step(&mut session, &embed, position, &mut cache)?;
+            position += 1;
+        }
+        if options.max_new_tokens == 0 {
+            time_to_first_token = started.elapsed();
+        }
+        let text = self.detokenize(&token_ids)?;
+        Ok(Generation { text: text.trim().to_string(), token_ids, prompt_tokens, time_to_first_token, total: started.elapsed() })
+    }
+
+    fn empty_cache(&self) -> Result<Vec<DynValue>> {
+        let shape = [1, self.spec.kv_heads, 0, self.spec.head_dim];
+        (0..self.spec.layers * 2)
+            .map(|_| {
+                Tensor::from_array((shape, Vec::<f32>::new()))
+                    .map(|t| t.into_dyn())
+                    .map_err(|e| Error::inference("decoder", e))
+            })
+            .collect()
+    }
+
+    /// Runs `embeds` (rows of hidden) at positions `past..`, extending `cache`; returns the
+    /// logits of the last position.
+    fn step(&self, session: &mut Session, embeds: &[f32], past: usize, cache: &mut Vec<DynValue>) -> Result<Vec<f32>> {
+        let err = |e: ort::Error| Error::inference("decoder", e);
+        let n = embeds.len() / self.spec.hidden;
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(3 + cache.len());
+        inputs.push(("inputs_embeds".into(), Tensor::from_array(([1, n, self.spec.hidden], embeds.to_vec())).map_err(err)?.into()));
+        inputs.push(("attention_mask".into(), Tensor::from_array(([1, past + n], vec![1i64; past + n])).map_err(err)?.into()));
+        let positions: Vec<i64> = (past as i64..(past + n) as i64).collect();
+        inputs.push(("position_ids".into(), Tensor::from_array(([1, n], positions)).map_err(err)?.into()));
+        for (layer, (key, value)) in self.input_names.iter().enumerate() {
+            inputs.push((key.as_str().into(), (&cache[2 * layer]).into()));
+            inputs.push((value.as_str().into(), (&cache[2 * layer + 1]).into()));
+        }
+        let mut outputs = session.run(inputs).map_err(err)?;
+        let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(err)?;
+        let logits = logits.to_vec();
+        for layer in 0..self.spec.layers {
+            for (slot, kind) in [(2 * layer, "key"), (2 * layer + 1, "value")] {
+                cache[slot] = outputs
+                    .remove(format!("present.{layer}.{kind}"))
+                    .ok_or_else(|| Error::inference("decoder", format!("output present.{layer}.{kind} missing")))?;
+            }
+        }
+        Ok(logits)
+    }
+}
+
+fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}

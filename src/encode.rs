@@ -1,0 +1,188 @@
+//! The sentence encoder on ONNX Runtime: token ids in, one L2-normalised vector per row out.
+//! Rows are sorted by length and batched (less padding), batches run in parallel on a pool of
+//! sessions, one per thread (small models scale better this way than with intra-op threads).
+
+use std::sync::Mutex;
+
+use ort::session::Session;
+use ort::value::Tensor;
+use rayon::prelude::*;
+use tokenizers::Tokenizer;
+
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::runtime::{self, Device, Provider};
+
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
+/// Vectors of `dim` components each, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vectors {
+    pub dim: usize,
+    pub data: Vec<f32>,
+}
+
+impl Vectors {
+    pub fn len(&self) -> usize {
+        self.data.len() / self.dim.max(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+pub struct Encoder {
+    sessions: Vec<Mutex<Session>>,
+    tokenizer: Tokenizer,
+    dim: usize,
+    max_positions: usize,
+    cls: u32,
+    sep: u32,
+    pad: u32,
+    fingerprint: String,
+    source: String,
+    provider: Provider,
+}
+
+impl Encoder {
+    /// Loads the encoder with `workers` sessions (each with one intra-op thread on CPU).
+    pub fn load(manifest: &Manifest, device: Device, workers: usize) -> Result<Encoder> {
+        let spec = &manifest.encoder;
+        let tokenizer_path = manifest.path_of(&spec.tokenizer);
+        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| Error::Tokenizer {
+            what: format!("encoder {}", tokenizer_path.display()),
+            reason: e.to_string(),
+        })?;
+        let special = |token: &str| {
+            tokenizer.token_to_id(token).ok_or_else(|| Error::Tokenizer {
+                what: format!("encoder {}", tokenizer_path.display()),
+                reason: format!("has no {token} token"),
+            })
+        };
+        let (cls, sep, pad) = (special("[CLS]")?, special("[SEP]")?, special("[PAD]")?);
+        let model = manifest.path_of(&spec.file);
+        let mut sessions = Vec::new();
+        let mut provider = Provider::Cpu;
+        for _ in 0..workers.max(1) {
+            let (session, used) = runtime::session(&manifest.dir, &model, device, 1)?;
+            provider = used;
+            sessions.push(Mutex::new(session));
+        }
+        Ok(Encoder {
+            sessions,
+            tokenizer,
+            dim: spec.dim,
+            max_positions: spec.max_positions,
+            cls,
+            sep,
+            pad,
+            fingerprint: spec.fingerprint.clone(),
+            source: spec.source.clone(),
+            provider,
+        })
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+    /// Longest content (special tokens excluded) one row may have.
+    pub fn max_content_tokens(&self) -> usize {
+        self.max_positions - 2
+    }
+
+    /// Embeds texts (questions, `e2llm_embed`): tokenised, cut to the encoder's window.
+    pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vectors> {
+        let rows: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|text| {
+                let encoding = self
+                    .tokenizer
+                    .encode(*text, false)
+                    .map_err(|e| Error::Tokenizer { what: "encoder".into(), reason: e.to_string() })?;
+                let ids = encoding.get_ids();
+                Ok(ids[..ids.len().min(self.max_content_tokens())].to_vec())
+            })
+            .collect::<Result<_>>()?;
+        let views: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        self.embed_ids(&views, batch_size)
+    }
+
+    /// Embeds rows of content token ids (no special tokens; `[CLS]`/`[SEP]` are added here).
+    /// Output rows are in input order; each row's vector does not depend on its batch.
+    pub fn embed_ids(&self, rows: &[&[u32]], batch_size: usize) -> Result<Vectors> {
+        if let Some(long) = rows.iter().find(|r| r.len() > self.max_content_tokens()) {
+            return Err(Error::Invalid(format!(
+                "encoder row of {} tokens exceeds the encoder's {} positions",
+                long.len() + 2,
+                self.max_positions
+            )));
+        }
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| rows[i].len());
+        let batches: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+        let workers = self.sessions.len();
+        // Worker w runs batches w, w + workers, ...: lengths are sorted, so work stays balanced.
+        let results: Vec<Vec<(usize, Vec<f32>)>> = (0..workers)
+            .into_par_iter()
+            .map(|worker| {
+                let mut session = self.sessions[worker].lock().unwrap_or_else(|p| p.into_inner());
+                let mut out = Vec::new();
+                for batch in batches.iter().skip(worker).step_by(workers) {
+                    let vectors = self.run_batch(&mut session, rows, batch)?;
+                    out.extend(batch.iter().copied().zip(vectors.chunks_exact(self.dim).map(<[f32]>::to_vec)));
+                }
+                Ok(out)
+            })
+            .collect::<Result<_>>()?;
+        let mut data = vec![0f32; rows.len() * self.dim];
+        for (index, vector) in results.into_iter().flatten() {
+            data[index * self.dim..(index + 1) * self.dim].copy_from_slice(&vector);
+        }
+        Ok(Vectors { dim: self.dim, data })
+    }
+
+    fn run_batch(&self, session: &mut Session, rows: &[&[u32]], batch: &[usize]) -> Result<Vec<f32>> {
+        let width = batch.iter().map(|&i| rows[i].len()).max().unwrap_or(0) + 2;
+        let mut ids = vec![self.pad as i64; batch.len() * width];
+        let mut mask = vec![0i64; batch.len() * width];
+        for (b, &i) in batch.iter().enumerate() {
+            let row = &mut ids[b * width..(b + 1) * width];
+            row[0] = self.cls as i64;
+            for (slot, &id) in row[1..].iter_mut().zip(rows[i]) {
+                *slot = id as i64;
+            }
+            row[rows[i].len() + 1] = self.sep as i64;
+            mask[b * width..b * width + rows[i].len() + 2].fill(1);
+        }
+        let shape = [batch.len(), width];
+        let err = |e: ort::Error| Error::inference("encoder", e);
+        let outputs = session
+            .run(ort::inputs![
+                "input_ids" => Tensor::from_array((shape, ids)).map_err(err)?,
+                "attention_mask" => Tensor::from_array((shape, mask)).map_err(err)?,
+            ])
+            .map_err(err)?;
+        let (out_shape, data) = outputs["embedding"].try_extract_tensor::<f32>().map_err(err)?;
+        if out_shape.len() != 2 || out_shape[1] as usize != self.dim || out_shape[0] as usize != batch.len() {
+            return Err(Error::inference("encoder", format!("unexpected output shape {out_shape:?}")));
+        }
+        Ok(data.to_vec())
+    }
+}

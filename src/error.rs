@@ -1,0 +1,78 @@
+//! One error type for the crate. Every variant carries the context a user needs to act:
+//! which file, which document, which model, and what to do next.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("models directory {path} not found: run `make setup` (or pass --models / set E2LLM_MODELS)")]
+    ModelsMissing { path: PathBuf },
+
+    #[error("model file {path} is missing or unreadable ({reason}): re-run `make setup` to rebuild the models directory")]
+    ModelFile { path: PathBuf, reason: String },
+
+    #[error("models manifest {path} is invalid: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+
+    #[error("ONNX Runtime library not found or not loadable ({reason}): run `make setup`, or set ORT_DYLIB_PATH to libonnxruntime.so")]
+    Runtime { reason: String },
+
+    #[error("CUDA execution provider unavailable: {reason}")]
+    Cuda { reason: String },
+
+    #[error("ONNX Runtime failed in {model}: {reason}")]
+    Inference { model: String, reason: String },
+
+    #[error("tokenizer {what}: {reason}")]
+    Tokenizer { what: String, reason: String },
+
+    #[error("mode `{mode}` needs the trained adapter (adapter.onnx), which this models directory does not have: {hint}")]
+    AdapterMissing { mode: String, hint: String },
+
+    #[error("adapter does not match the loaded models: {reason}")]
+    AdapterMismatch { reason: String },
+
+    #[error("unknown document `{doc_id}` in {db}: list documents with `e2llm info --db {db} --docs`")]
+    UnknownDoc { doc_id: String, db: String },
+
+    #[error("database {path}: {reason}")]
+    Database { path: String, reason: String },
+
+    #[error("database {path} was built with encoder {stored} but the loaded encoder is {loaded}: vectors of different encoders cannot be mixed (use the models it was built with, or a new database)")]
+    EncoderMismatch { path: String, stored: String, loaded: String },
+
+    #[error("input {path}: {reason}")]
+    Input { path: String, reason: String },
+
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+
+    #[error("vector BLOB has {len} bytes, expected {expected} (4 x dim {dim}, little-endian float32)")]
+    VectorLength { len: usize, expected: usize, dim: usize },
+
+    #[error("parquet {path}: {reason}")]
+    Parquet { path: String, reason: String },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+
+    pub fn db(path: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Error::Database { path: path.into(), reason: err.to_string() }
+    }
+
+    pub fn inference(model: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Error::Inference { model: model.into(), reason: err.to_string() }
+    }
+}

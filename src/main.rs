@@ -1,0 +1,282 @@
+//! `e2llm` command line: a thin layer over the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use e2llm::ask::{AskOptions, Mode, DEFAULT_MAX_NEW_TOKENS, DEFAULT_TOP_K};
+use e2llm::compress::{self, CompressOptions};
+use e2llm::engine::{default_models_dir, Engine, EngineOptions};
+use e2llm::runtime::{self, Device};
+use e2llm::store::Store;
+use e2llm::{eval, Result};
+
+#[derive(Parser)]
+#[command(name = "e2llm", version, about = "Compress long documents into chunk vectors in SQLite and answer questions over them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// Models directory (written by `make setup`).
+    #[arg(long, env = "E2LLM_MODELS", global = true)]
+    models: Option<PathBuf>,
+    /// Where inference runs: cpu, cuda (fails if CUDA is unavailable) or auto (CUDA if it works).
+    #[arg(long, env = "E2LLM_DEVICE", value_enum, default_value_t = Device::Cpu, global = true)]
+    device: Device,
+    /// Inference threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+}
+
+impl ModelArgs {
+    fn engine(&self) -> Result<Engine> {
+        let threads = self.threads.unwrap_or_else(runtime::available_threads).max(1);
+        if self.threads.is_some() {
+            // Size rayon's pool to match (ignored if it was already built).
+            let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+        }
+        Engine::new(EngineOptions {
+            models_dir: self.models.clone().unwrap_or_else(default_models_dir),
+            device: self.device,
+            threads,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Chunk, encode and store documents (files, directories, .jsonl, .parquet) in a database.
+    Compress {
+        /// SQLite database to write (created if missing).
+        #[arg(long)]
+        db: PathBuf,
+        /// Text/markdown files, directories (recursive), .jsonl ({"id","text"} per line) or .parquet (id, text).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Encoder batch size.
+        #[arg(long, default_value_t = e2llm::encode::DEFAULT_BATCH_SIZE)]
+        batch_size: usize,
+        /// Chunk length in encoder tokens.
+        #[arg(long, default_value_t = e2llm::chunk::DEFAULT_CHUNK_TOKENS)]
+        chunk_tokens: usize,
+        /// Re-encode documents whose content is unchanged.
+        #[arg(long)]
+        force: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+    /// Answer a question about a stored document.
+    Ask {
+        #[arg(long)]
+        db: PathBuf,
+        /// Document id (see `e2llm info --db FILE --docs`).
+        #[arg(long)]
+        doc: String,
+        #[arg(long, value_enum, default_value_t = Mode::Rag)]
+        mode: Mode,
+        #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
+        max_new_tokens: usize,
+        /// Chunks retrieved by rag and hybrid.
+        #[arg(long, default_value_t = DEFAULT_TOP_K)]
+        top_k: usize,
+        /// Print one JSON object (answer, mode, prompt_tokens, ttft_ms, total_ms, ...).
+        #[arg(long)]
+        json: bool,
+        question: String,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+    /// Answer a JSONL file of questions ({"doc_id","question","answers":[...]}) and score them.
+    Eval {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        questions: PathBuf,
+        #[arg(long, value_enum, default_value_t = Mode::Rag)]
+        mode: Mode,
+        #[arg(long, default_value_t = 32)]
+        max_new_tokens: usize,
+        #[arg(long, default_value_t = DEFAULT_TOP_K)]
+        top_k: usize,
+        /// Write per-question results (JSONL) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only the first N questions.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+    /// Show the models (files, fingerprints, provider) and a database's contents.
+    Info {
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// List document ids.
+        #[arg(long)]
+        docs: bool,
+        /// Check every model file's sha256 against the manifest.
+        #[arg(long)]
+        verify: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("values serialise"));
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Compress { db, inputs, batch_size, chunk_tokens, force, json, models } => {
+            let engine = models.engine()?;
+            let mut store = Store::open(&db)?;
+            let options = CompressOptions {
+                chunk_tokens,
+                batch_size,
+                force,
+                progress: std::io::stderr().is_terminal(),
+                ..CompressOptions::default()
+            };
+            let summary = compress::compress(&engine, &mut store, &inputs, &options)?;
+            if json {
+                print_json(&summary);
+            } else {
+                for failure in &summary.failures {
+                    eprintln!("failed: {}: {}", failure.doc_id, failure.reason);
+                }
+                println!(
+                    "{} added, {} replaced, {} unchanged, {} failed; {} chunks, {} tokens in {:.1} s ({:.1} chunks/s, {:.0} tokens/s, {})",
+                    summary.added, summary.replaced, summary.unchanged, summary.failed, summary.chunks, summary.tokens,
+                    summary.seconds, summary.chunks_per_second, summary.tokens_per_second, summary.provider
+                );
+            }
+            Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Ask { db, doc, mode, max_new_tokens, top_k, json, question, models } => {
+            let store = Store::open_read_only(&db)?;
+            let engine = models.engine()?;
+            let answer = engine.ask(&store, &doc, &question, &AskOptions { mode, max_new_tokens, top_k })?;
+            if json {
+                print_json(&answer);
+            } else {
+                println!("{}", answer.answer);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { db, questions, mode, max_new_tokens, top_k, out, limit, json, models } => {
+            let store = Store::open_read_only(&db)?;
+            let engine = models.engine()?;
+            let mut questions = eval::read_questions(&questions)?;
+            if let Some(limit) = limit {
+                questions.truncate(limit);
+            }
+            let mut file = match &out {
+                Some(path) => Some(std::fs::File::create(path).map_err(|e| e2llm::Error::io(format!("creating {}", path.display()), e))?),
+                None => None,
+            };
+            let progress = if std::io::stderr().is_terminal() {
+                indicatif::ProgressBar::new(questions.len() as u64)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let options = AskOptions { mode, max_new_tokens, top_k };
+            let (_, summary) = eval::run(
+                &engine,
+                &store,
+                &questions,
+                &options,
+                file.as_mut().map(|f| f as &mut dyn std::io::Write),
+                |done| progress.set_position(done as u64),
+            )?;
+            progress.finish_and_clear();
+            if json {
+                print_json(&summary);
+            } else {
+                println!(
+                    "mode {}: {} questions ({} errors): exact match {:.3}, F1 {:.3}, answer contained {:.3}; \
+                     prompt tokens {:.0} mean; ttft p50 {:.0} ms p90 {:.0} ms; total p50 {:.0} ms p90 {:.0} ms p99 {:.0} ms",
+                    summary.mode, summary.questions, summary.errors, summary.exact_match, summary.f1, summary.contained,
+                    summary.mean_prompt_tokens, summary.ttft_ms_p50, summary.ttft_ms_p90, summary.total_ms_p50,
+                    summary.total_ms_p90, summary.total_ms_p99
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Info { db, docs, verify, json, models } => {
+            let engine = models.engine()?;
+            let manifest = engine.manifest();
+            if verify {
+                manifest.verify()?;
+            }
+            let (_, library) = runtime::environment(&manifest.dir)?;
+            let store = db.as_ref().map(|path| Store::open_read_only(path)).transpose()?;
+            let stats = store.as_ref().map(Store::stats).transpose()?;
+            let doc_ids = match (&store, docs) {
+                (Some(store), true) => Some(store.doc_ids()?),
+                _ => None,
+            };
+            let info = serde_json::json!({
+                "version": e2llm::VERSION,
+                "models_dir": manifest.dir,
+                "onnxruntime": library,
+                "device": engine.options().device,
+                "encoder": {"source": manifest.encoder.source, "dim": manifest.encoder.dim, "fingerprint": manifest.encoder.fingerprint},
+                "decoder": {"source": manifest.decoder.source, "hidden": manifest.decoder.hidden, "layers": manifest.decoder.layers,
+                            "context_length": manifest.decoder.context_length, "fingerprint": manifest.decoder.fingerprint},
+                "adapter": manifest.adapter,
+                "files": manifest.files,
+                "verified": verify,
+                "database": stats,
+                "documents": doc_ids,
+            });
+            if json {
+                print_json(&info);
+            } else {
+                println!("e2llm {}", e2llm::VERSION);
+                println!("models      {}", manifest.dir.display());
+                println!("runtime     {}", library.display());
+                println!("encoder     {} (dim {}, fingerprint {})", manifest.encoder.source, manifest.encoder.dim, &manifest.encoder.fingerprint[..16.min(manifest.encoder.fingerprint.len())]);
+                println!("decoder     {} (hidden {}, {} layers, context {}, fingerprint {})", manifest.decoder.source, manifest.decoder.hidden,
+                    manifest.decoder.layers, manifest.decoder.context_length, &manifest.decoder.fingerprint[..16.min(manifest.decoder.fingerprint.len())]);
+                match &manifest.adapter {
+                    Some(adapter) => println!("adapter     {} ({} -> {})", adapter.source, adapter.encoder_dim, adapter.hidden),
+                    None => println!("adapter     none (compressed and hybrid modes unavailable)"),
+                }
+                if verify {
+                    println!("files       {} verified (sha256)", manifest.files.len());
+                }
+                if let Some(stats) = stats {
+                    println!("database    {} documents, {} chunks, {} text bytes, {} vector bytes, {} file bytes",
+                        stats.documents, stats.chunks, stats.text_bytes, stats.vector_bytes, stats.file_bytes);
+                }
+                for id in doc_ids.unwrap_or_default() {
+                    println!("  {id}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The stored vector format: raw little-endian float32, `4 × dim` bytes (as sqlite-vec uses).
+
+use crate::error::{Error, Result};
+
+pub fn to_blob(vector: &[f32]) -> Vec<u8> {
+    let mut blob = Vec::with_capacity(vector.len() * 4);
+    for value in vector {
+        blob.extend_from_slice(&value.to_le_bytes());
+    }
+    blob
+}
+
+/// Decodes a BLOB of exactly `4 × dim` bytes; NaN or infinite components are rejected.
+pub fn from_blob(blob: &[u8], dim: usize) -> Result<Vec<f32>> {
+    let expected = dim * 4;
+    if blob.len() != expected || dim == 0 {
+        return Err(Error::VectorLength { len: blob.len(), expected, dim });
+    }
+    let vector: Vec<f32> = blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    if let Some(position) = vector.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Invalid(format!("vector component {position} is {} (NaN/Inf are not allowed)", vector[position])));
+    }
+    Ok(vector)
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Indices of the `k` rows of `matrix` (row-major, `dim` columns) most similar to `query`
+/// (dot product = cosine for L2-normalised vectors), best first.
+pub fn top_k(query: &[f32], matrix: &[f32], dim: usize, k: usize) -> Vec<(usize, f32)> {
+    let mut scored: Vec<(usize, f32)> = matrix.chunks_exact(dim).map(|row| dot(query, row)).enumerate().collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored.truncate(k);
+    scored
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn blob_round_trip(vector in prop::collection::vec(-1e30f32..1e30, 1..600)) {
+            let blob = to_blob(&vector);
+            prop_assert_eq!(blob.len(), vector.len() * 4);
+            prop_assert_eq!(from_blob(&blob, vector.len()).unwrap(), vector);
+        }
+
+        #[test]
+        fn wrong_length_is_an_error(bytes in prop::collection::vec(any::<u8>(), 0..64), dim in 1usize..32) {
+            let result = from_blob(&bytes, dim);
+            if bytes.len() != dim * 4 {
+                prop_assert!(matches!(result, Err(Error::VectorLength { .. })));
+            }
+        }
+    }
+
+    #[test]
+    fn nan_and_inf_are_rejected() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            assert!(from_blob(&to_blob(&[0.5, bad]), 2).is_err());
+        }
+    }
+
+    #[test]
+    fn top_k_orders_by_similarity() {
+        let matrix = [1.0, 0.0, 0.0, 1.0, 0.6, 0.8];
+        let best = top_k(&[0.0, 1.0], &matrix, 2, 2);
+        assert_eq!(best.iter().map(|b| b.0).collect::<Vec<_>>(), vec![1, 2]);
+    }
+}
