@@ -169,7 +169,7 @@ impl Engine {
 
         let pieces = prompt(template, context, question_ids);
         let before_generation = started.elapsed();
-        let generation = decoder.generate(&pieces, &GenerateOptions { max_new_tokens: options.max_new_tokens })?;
+        let generation = decoder.generate(&pieces, &GenerateOptions::new(options.max_new_tokens))?;
         Ok(Answer {
             answer: generation.text,
             mode,

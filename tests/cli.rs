@@ -1,0 +1,140 @@
+//! End to end through the `e2llm` binary: compress the example corpus, answer from it, and the
+//! errors a user meets first.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn e2llm(args: &[&str]) -> Output {
+    Command::new(common::bin())
+        .args(args)
+        .env("E2LLM_MODELS", common::models_dir())
+        .output()
+        .expect("e2llm runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert!(output.status.success(), "failed: {}", stderr(output));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(output)))
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn compress_the_corpus_then_answer_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sotu.db");
+    let corpus = common::examples_dir();
+    let summary = json(&e2llm(&["compress", "--db", path(&db), path(&corpus), "--json", "--threads", "2"]));
+    let files = std::fs::read_dir(&corpus).unwrap().count() as u64;
+    assert_eq!(summary["added"], files);
+    assert_eq!(summary["failed"], 0);
+    assert!(summary["chunks"].as_u64().unwrap() > 400);
+
+    // A second run finds nothing changed.
+    let again = json(&e2llm(&["compress", "--db", path(&db), path(&corpus), "--json"]));
+    assert_eq!(again["unchanged"], files);
+    assert_eq!(again["added"], 0);
+
+    let info = json(&e2llm(&["info", "--db", path(&db), "--docs", "--json"]));
+    assert_eq!(info["database"]["documents"], files);
+    assert!(info["documents"].as_array().unwrap().iter().any(|d| d == "1941-Roosevelt-1.txt"));
+
+    // A factual question answered from retrieved chunks.
+    let answer = json(&e2llm(&[
+        "ask", "--db", path(&db), "--doc", "1941-Roosevelt-1.txt", "--mode", "rag", "--json",
+        "Which Congress is Roosevelt addressing?",
+    ]));
+    let text = answer["answer"].as_str().unwrap().to_lowercase();
+    assert!(text.contains("seventy-seventh"), "rag answer: {text}");
+    for field in ["answer", "mode", "prompt_tokens", "ttft_ms", "total_ms"] {
+        assert!(!answer[field].is_null(), "missing {field}");
+    }
+    assert_eq!(answer["mode"], "rag");
+    assert!(answer["ttft_ms"].as_f64().unwrap() <= answer["total_ms"].as_f64().unwrap());
+
+    // Full mode reads the (cut) document; question-only reads none.
+    let full = json(&e2llm(&["ask", "--db", path(&db), "--doc", "1790-Washington-1.txt", "--mode", "full", "--json", "--max-new-tokens", "8", "Who is speaking?"]));
+    let bare = json(&e2llm(&["ask", "--db", path(&db), "--doc", "1790-Washington-1.txt", "--mode", "question-only", "--json", "--max-new-tokens", "8", "Who is speaking?"]));
+    assert!(full["prompt_tokens"].as_u64().unwrap() > 1000);
+    assert!(bare["prompt_tokens"].as_u64().unwrap() < 100);
+
+    // Unknown documents are named, with the way to list the real ones.
+    let unknown = e2llm(&["ask", "--db", path(&db), "--doc", "no-such-doc", "Anything?"]);
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("unknown document `no-such-doc`") && stderr(&unknown).contains("--docs"), "{}", stderr(&unknown));
+}
+
+#[test]
+fn compressed_mode_without_adapter_says_what_is_missing() {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::models_dir().join("manifest.json")).unwrap()).unwrap();
+    if !manifest["adapter"].is_null() {
+        return; // An adapter is installed: the adapter tests cover this mode.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let doc = dir.path().join("doc.txt");
+    std::fs::write(&doc, "The harbour opened in 1887. It closed in 1990.").unwrap();
+    assert!(e2llm(&["compress", "--db", path(&db), path(&doc)]).status.success());
+    for mode in ["compressed", "hybrid"] {
+        let out = e2llm(&["ask", "--db", path(&db), "--doc", path(&doc), "--mode", mode, "When did it open?"]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("needs the trained adapter"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn bad_inputs_are_reported_and_the_batch_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    std::fs::write(inputs.join("good.txt"), "A good document about lighthouses and their keepers.").unwrap();
+    std::fs::write(inputs.join("latin1.txt"), b"caf\xe9 au lait").unwrap();
+    std::fs::write(inputs.join("empty.md"), "  \n\n ").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("gone.txt"), inputs.join("dangling.txt")).unwrap();
+    std::fs::write(inputs.join("records.jsonl"), "{\"id\": \"r1\", \"text\": \"Record one is fine.\"}\nnot json\n{\"id\": 7}\n").unwrap();
+    let db = dir.path().join("t.db");
+    let out = e2llm(&["compress", "--db", path(&db), path(&inputs), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "some documents failed: exit 1");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["added"], 2, "{summary}");
+    assert_eq!(summary["failed"], 5, "{summary}");
+    let reasons = summary["failures"].to_string();
+    for expected in ["not valid UTF-8", "empty text", "cannot read", "invalid JSON", "missing `text`"] {
+        assert!(reasons.contains(expected), "no `{expected}` in {reasons}");
+    }
+    let info = json(&e2llm(&["info", "--db", path(&db), "--docs", "--json"]));
+    assert_eq!(info["documents"], serde_json::json!(["good.txt", "r1"]));
+}
+
+#[test]
+fn missing_models_directory_names_the_setup_command() {
+    let out = Command::new(common::bin())
+        .args(["info", "--models", "/nonexistent/models"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("make setup"), "{}", stderr(&out));
+}
+
+#[test]
+fn corrupt_database_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bad.db");
+    std::fs::write(&db, "this is not a database at all, just text padding".repeat(200)).unwrap();
+    let out = e2llm(&["ask", "--db", path(&db), "--doc", "x", "Anything?"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not an SQLite database or is corrupt"), "{}", stderr(&out));
+}
