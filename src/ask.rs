@@ -12,7 +12,7 @@ use crate::decode::{GenerateOptions, Piece};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::manifest::PromptTemplate;
-use crate::store::{DocumentRow, Store, StoredChunks};
+use crate::store::{DocumentRow, Reader, StoredChunks};
 use crate::vector;
 
 /// Questions are cut to this many decoder tokens, so a huge question cannot take the window.
@@ -112,7 +112,7 @@ pub struct Answer {
 
 impl Engine {
     /// Answers `question` about stored document `doc_id`.
-    pub fn ask(&self, store: &Store, doc_id: &str, question: &str, options: &AskOptions) -> Result<Answer> {
+    pub fn ask(&self, store: &Reader<'_>, doc_id: &str, question: &str, options: &AskOptions) -> Result<Answer> {
         options.validate()?;
         let started = Instant::now();
         let document = store.document(doc_id)?;
@@ -185,7 +185,7 @@ impl Engine {
     }
 
     /// The `top_k` chunks most similar to the question, in document order.
-    fn retrieve(&self, document: &DocumentRow, chunks: &StoredChunks, question: &str, top_k: usize, store: &Store) -> Result<Vec<usize>> {
+    fn retrieve(&self, document: &DocumentRow, chunks: &StoredChunks, question: &str, top_k: usize, store: &Reader<'_>) -> Result<Vec<usize>> {
         let encoder = self.encoder()?;
         check_encoder(document, encoder.fingerprint(), store)?;
         let query = encoder.embed(&[question], 1)?;
@@ -215,7 +215,7 @@ fn fit(mut ids: Vec<u32>, budget: usize) -> (Vec<u32>, bool) {
     (ids, cut)
 }
 
-fn check_encoder(document: &DocumentRow, loaded: &str, store: &Store) -> Result<()> {
+fn check_encoder(document: &DocumentRow, loaded: &str, store: &Reader<'_>) -> Result<()> {
     if document.encoder_fingerprint != loaded {
         return Err(Error::EncoderMismatch {
             path: store.path().to_string(),

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::ask::{Answer, AskOptions};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::Reader;
 
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Question {
@@ -118,7 +118,7 @@ pub fn read_questions(path: &Path) -> Result<Vec<Question>> {
 }
 
 /// Answers every question; a failing question is scored 0 and recorded, the run goes on.
-pub fn run(engine: &Engine, store: &Store, questions: &[Question], options: &AskOptions, mut out: Option<&mut dyn Write>, mut on_done: impl FnMut(usize)) -> Result<(Vec<Scored>, EvalSummary)> {
+pub fn run(engine: &Engine, store: &Reader<'_>, questions: &[Question], options: &AskOptions, mut out: Option<&mut dyn Write>, mut on_done: impl FnMut(usize)) -> Result<(Vec<Scored>, EvalSummary)> {
     let mut results = Vec::with_capacity(questions.len());
     for (index, question) in questions.iter().enumerate() {
         let answer: Result<Answer> = engine.ask(store, &question.doc_id, &question.question, options);

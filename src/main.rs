@@ -178,7 +178,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Ask { db, doc, mode, max_new_tokens, top_k, json, question, models } => {
             let store = Store::open_read_only(&db)?;
             let engine = models.engine()?;
-            let answer = engine.ask(&store, &doc, &question, &AskOptions { mode, max_new_tokens, top_k })?;
+            let answer = engine.ask(&store.reader(), &doc, &question, &AskOptions { mode, max_new_tokens, top_k })?;
             if json {
                 print_json(&answer);
             } else {
@@ -205,7 +205,7 @@ fn run(command: Command) -> Result<ExitCode> {
             let options = AskOptions { mode, max_new_tokens, top_k };
             let (_, summary) = eval::run(
                 &engine,
-                &store,
+                &store.reader(),
                 &questions,
                 &options,
                 file.as_mut().map(|f| f as &mut dyn std::io::Write),
@@ -233,9 +233,9 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             let (_, library) = runtime::environment(&manifest.dir)?;
             let store = db.as_ref().map(|path| Store::open_read_only(path)).transpose()?;
-            let stats = store.as_ref().map(Store::stats).transpose()?;
+            let stats = store.as_ref().map(|s| s.reader().stats()).transpose()?;
             let doc_ids = match (&store, docs) {
-                (Some(store), true) => Some(store.doc_ids()?),
+                (Some(store), true) => Some(store.reader().doc_ids()?),
                 _ => None,
             };
             let info = serde_json::json!({

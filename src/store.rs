@@ -104,13 +104,6 @@ impl Store {
         Ok(store)
     }
 
-    /// Wraps a connection owned by someone else (the SQLite extension's host connection).
-    pub fn from_connection(conn: Connection, label: &str) -> Result<Store> {
-        let store = Store { conn, path: label.to_string() };
-        store.check_schema()?;
-        Ok(store)
-    }
-
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -149,43 +142,22 @@ impl Store {
     }
 
     fn corrupt(&self, e: rusqlite::Error) -> Error {
-        let text = e.to_string();
-        if text.contains("not a database") || text.contains("malformed") {
-            self.err(format!("{text}: the file is not an SQLite database or is corrupt"))
-        } else {
-            self.err(text)
-        }
+        corrupt(&self.path, e)
+    }
+
+    /// Read access (documents, chunks, stats) through this store's connection.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader::new(&self.conn, &self.path)
     }
 
     fn check_schema(&self) -> Result<()> {
-        let tables: i64 = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('models', 'documents', 'chunks')",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(|e| self.corrupt(e))?;
-        if tables != 3 {
-            return Err(self.err("not an e2llm database (tables models, documents, chunks missing)"));
-        }
-        Ok(())
-    }
-
-    /// The encoder fingerprint(s) this database's vectors come from.
-    pub fn encoders(&self) -> Result<Vec<String>> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT DISTINCT m.encoder_sha256 FROM models m JOIN documents d ON d.model_id = m.id")
-            .map_err(|e| self.err(e))?;
-        let rows = statement.query_map([], |row| row.get(0)).map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<String>>>().map_err(|e| self.err(e))
+        self.reader().check_schema()
     }
 
     /// Registers `encoder` and returns its model id. Refuses a database whose documents were
     /// encoded by another encoder: their vectors cannot be compared.
     pub fn ensure_model(&self, encoder: &EncoderInfo) -> Result<i64> {
-        if let Some(other) = self.encoders()?.into_iter().find(|f| f != &encoder.fingerprint) {
+        if let Some(other) = self.reader().encoders()?.into_iter().find(|f| f != &encoder.fingerprint) {
             return Err(Error::EncoderMismatch {
                 path: self.path.clone(),
                 stored: other,
@@ -274,6 +246,58 @@ impl Store {
         tx.commit().map_err(err)
     }
 
+}
+
+/// Read access to an e2llm database through any connection: the CLI's own, or the host
+/// connection the SQLite extension is called from.
+pub struct Reader<'c> {
+    conn: &'c Connection,
+    path: String,
+}
+
+impl<'c> Reader<'c> {
+    pub fn new(conn: &'c Connection, label: &str) -> Reader<'c> {
+        Reader { conn, path: label.to_string() }
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::db(&self.path, e)
+    }
+
+    fn corrupt(&self, e: rusqlite::Error) -> Error {
+        corrupt(&self.path, e)
+    }
+
+    /// Fails unless the e2llm tables exist.
+    pub fn check_schema(&self) -> Result<()> {
+        let tables: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('models', 'documents', 'chunks')",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.corrupt(e))?;
+        if tables != 3 {
+            return Err(self.err("not an e2llm database (tables models, documents, chunks missing)"));
+        }
+        Ok(())
+    }
+
+    /// The encoder fingerprint(s) this database's vectors come from.
+    pub fn encoders(&self) -> Result<Vec<String>> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT DISTINCT m.encoder_sha256 FROM models m JOIN documents d ON d.model_id = m.id")
+            .map_err(|e| self.err(e))?;
+        let rows = statement.query_map([], |row| row.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<String>>>().map_err(|e| self.err(e))
+    }
+
     pub fn document(&self, doc_id: &str) -> Result<DocumentRow> {
         self.conn
             .query_row(
@@ -344,5 +368,14 @@ impl Store {
             file_bytes: (page_count * page_size) as u64,
             encoders: self.encoders()?,
         })
+    }
+}
+
+fn corrupt(path: &str, e: rusqlite::Error) -> Error {
+    let text = e.to_string();
+    if text.contains("not a database") || text.contains("malformed") {
+        Error::db(path, format!("{text}: the file is not an SQLite database or is corrupt"))
+    } else {
+        Error::db(path, text)
     }
 }

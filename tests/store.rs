@@ -46,16 +46,16 @@ fn documents_round_trip() {
     drop(store);
 
     let store = Store::open_read_only(&path).unwrap();
-    let row = store.document("a").unwrap();
+    let row = store.reader().document("a").unwrap();
     assert_eq!((row.n_chunks, row.n_tokens, row.n_bytes, row.dim), (2, 20, 9, 3));
     assert_eq!(row.encoder_fingerprint, "abc");
-    let chunks = store.chunks(&row).unwrap();
+    let chunks = store.reader().chunks(&row).unwrap();
     assert_eq!(chunks.texts, vec!["one. ", "two."]);
     assert_eq!(chunks.vectors, vec![0.25, 0.0, -1.5e-7, 0.25, 1.0, -1.5e-7]);
-    assert_eq!(store.doc_ids().unwrap(), vec!["a", "b"]);
-    let stats = store.stats().unwrap();
+    assert_eq!(store.reader().doc_ids().unwrap(), vec!["a", "b"]);
+    let stats = store.reader().stats().unwrap();
     assert_eq!((stats.documents, stats.chunks, stats.vector_bytes), (2, 3, 36));
-    assert!(matches!(store.document("nope"), Err(Error::UnknownDoc { .. })));
+    assert!(matches!(store.reader().document("nope"), Err(Error::UnknownDoc { .. })));
 }
 
 #[test]
@@ -66,9 +66,9 @@ fn replacing_a_document_replaces_all_its_chunks() {
     store.write_documents(model, &[document("a", &["1", "2", "3"], 1.0)]).unwrap();
     assert_eq!(store.content_hash("a").unwrap(), Some(("sha-1".to_string(), model)));
     store.write_documents(model, &[document("a", &["only"], 2.0)]).unwrap();
-    let row = store.document("a").unwrap();
+    let row = store.reader().document("a").unwrap();
     assert_eq!(row.n_chunks, 1);
-    assert_eq!(store.chunks(&row).unwrap().texts, vec!["only"]);
+    assert_eq!(store.reader().chunks(&row).unwrap().texts, vec!["only"]);
     assert_eq!(store.content_hash("a").unwrap().unwrap().0, "sha-2");
 }
 
@@ -81,8 +81,8 @@ fn a_failed_write_leaves_nothing_behind() {
     let mut bad = document("b", &["x", "y"], 1.0);
     bad.chunks[1].seq = 0;
     assert!(store.write_documents(model, &[document("a", &["ok"], 1.0), bad]).is_err());
-    assert!(store.doc_ids().unwrap().is_empty(), "no part of the failed transaction is visible");
-    assert_eq!(store.stats().unwrap().chunks, 0);
+    assert!(store.reader().doc_ids().unwrap().is_empty(), "no part of the failed transaction is visible");
+    assert_eq!(store.reader().stats().unwrap().chunks, 0);
 }
 
 #[test]
