@@ -14,6 +14,7 @@ pub mod eval;
 pub mod ingest;
 pub mod manifest;
 pub mod runtime;
+pub mod sql;
 pub mod store;
 pub mod vector;
 

@@ -1,0 +1,163 @@
+//! SQL functions over the library (the loadable extension's body; `sqlite-ext/` holds the entry
+//! point). Every function validates its arguments and returns SQLite errors, never panics; models
+//! load once per process and are shared by every connection.
+//!
+//! - `e2llm_ask(doc_id, question [, options_json])` → TEXT answer
+//! - `e2llm_ask_json(doc_id, question [, options_json])` → TEXT JSON (answer, timings, tokens)
+//! - `e2llm_embed(text)` → BLOB (little-endian float32 × dim, the stored vector format)
+//! - `e2llm_version()` → TEXT (version, models directory, what is loaded)
+//! - `e2llm_models(dir)` → TEXT: use models from `dir` for this process (trusted SQL only)
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::Connection;
+
+use crate::ask::{AskOptions, Mode};
+use crate::engine::{default_models_dir, Engine, EngineOptions};
+use crate::error::Error;
+use crate::runtime::Device;
+use crate::store::Reader;
+use crate::vector;
+
+struct Shared {
+    models_dir: Option<PathBuf>,
+    engine: Option<Arc<Engine>>,
+}
+
+static SHARED: Mutex<Shared> = Mutex::new(Shared { models_dir: None, engine: None });
+
+/// The process-wide engine, loaded on first use.
+fn engine() -> Result<Arc<Engine>, Error> {
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(engine) = &shared.engine {
+        return Ok(engine.clone());
+    }
+    let mut options = EngineOptions::new(shared.models_dir.clone().unwrap_or_else(default_models_dir));
+    options.device = Device::from_env()?;
+    let engine = Arc::new(Engine::new(options)?);
+    shared.engine = Some(engine.clone());
+    Ok(engine)
+}
+
+fn user_error(message: impl Into<String>) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(message.into().into())
+}
+
+fn to_sql_error(e: Error) -> rusqlite::Error {
+    user_error(e.to_string())
+}
+
+fn text_arg(ctx: &Context<'_>, index: usize, function: &str, name: &str) -> rusqlite::Result<String> {
+    match ctx.get_raw(index) {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map(str::to_string)
+            .map_err(|_| user_error(format!("{function}: {name} is not valid UTF-8"))),
+        ValueRef::Null => Err(user_error(format!("{function}: {name} is NULL"))),
+        other => Err(user_error(format!("{function}: {name} must be TEXT, got {:?}", other.data_type()))),
+    }
+}
+
+/// Parses `{"mode": "...", "max_new_tokens": N, "top_k": K}`; unknown keys are errors.
+pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
+    let mut options = AskOptions::default();
+    let Some(json) = json else { return Ok(options) };
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| Error::Invalid(format!("options are not valid JSON: {e}")))?;
+    let object = value.as_object().ok_or_else(|| Error::Invalid("options must be a JSON object".into()))?;
+    for (key, value) in object {
+        let count = |value: &serde_json::Value| {
+            value
+                .as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| Error::Invalid(format!("option `{key}` must be a non-negative integer, got {value}")))
+        };
+        match key.as_str() {
+            "mode" => {
+                let mode = value.as_str().ok_or_else(|| Error::Invalid("option `mode` must be a string".into()))?;
+                options.mode = Mode::parse(mode)?;
+            }
+            "max_new_tokens" => options.max_new_tokens = count(value)?,
+            "top_k" => options.top_k = count(value)?,
+            other => {
+                return Err(Error::Invalid(format!("unknown option `{other}` (known: mode, max_new_tokens, top_k)")))
+            }
+        }
+    }
+    options.validate()?;
+    Ok(options)
+}
+
+fn ask(ctx: &Context<'_>, function: &str) -> rusqlite::Result<crate::ask::Answer> {
+    if !(2..=3).contains(&ctx.len()) {
+        return Err(user_error(format!("{function} takes 2 or 3 arguments (doc_id, question [, options_json]), got {}", ctx.len())));
+    }
+    let doc_id = text_arg(ctx, 0, function, "doc_id")?;
+    let question = text_arg(ctx, 1, function, "question")?;
+    let options_json = if ctx.len() == 3 && !matches!(ctx.get_raw(2), ValueRef::Null) {
+        Some(text_arg(ctx, 2, function, "options_json")?)
+    } else {
+        None
+    };
+    let options = parse_options(options_json.as_deref()).map_err(to_sql_error)?;
+    let engine = engine().map_err(to_sql_error)?;
+    // SAFETY: the connection handle is valid for the duration of this call; it is used only
+    // for reads inside it.
+    let conn = unsafe { ctx.get_connection()? };
+    let reader = Reader::new(&conn, "main");
+    reader.check_schema().map_err(to_sql_error)?;
+    engine.ask(&reader, &doc_id, &question, &options).map_err(to_sql_error)
+}
+
+/// Registers the e2llm SQL functions on `conn`.
+pub fn register(conn: &Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8;
+    conn.create_scalar_function("e2llm_ask", -1, flags, |ctx| ask(ctx, "e2llm_ask").map(|a| a.answer))?;
+    conn.create_scalar_function("e2llm_ask_json", -1, flags, |ctx| {
+        ask(ctx, "e2llm_ask_json").map(|a| serde_json::to_string(&a).expect("answers serialise"))
+    })?;
+    conn.create_scalar_function("e2llm_embed", 1, flags | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+        let text = text_arg(ctx, 0, "e2llm_embed", "text")?;
+        let encoder = engine().and_then(|e| e.encoder()).map_err(to_sql_error)?;
+        let vectors = encoder.embed(&[&text], 1).map_err(to_sql_error)?;
+        Ok(Value::Blob(vector::to_blob(vectors.row(0))))
+    })?;
+    conn.create_scalar_function("e2llm_version", 0, flags, |_ctx| {
+        let shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        let models = shared.models_dir.clone().unwrap_or_else(default_models_dir);
+        let loaded = shared.engine.as_ref().map(|e| e.loaded().join(",")).unwrap_or_default();
+        Ok(format!("e2llm {} (models {}; loaded: {})", crate::VERSION, models.display(), if loaded.is_empty() { "none" } else { &loaded }))
+    })?;
+    conn.create_scalar_function("e2llm_models", 1, flags, |ctx| {
+        let dir = PathBuf::from(text_arg(ctx, 0, "e2llm_models", "dir")?);
+        crate::manifest::Manifest::load(&dir).map_err(to_sql_error)?;
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if shared.engine.as_ref().is_some_and(|e| e.options().models_dir != dir) {
+            // Sessions in flight keep their Arc; new calls load from the new directory.
+            shared.engine = None;
+        }
+        shared.models_dir = Some(dir.clone());
+        Ok(dir.display().to_string())
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse_and_reject_bad_values() {
+        let options = parse_options(Some(r#"{"mode":"hybrid","max_new_tokens":8,"top_k":2}"#)).unwrap();
+        assert_eq!((options.mode, options.max_new_tokens, options.top_k), (Mode::Hybrid, 8, 2));
+        assert_eq!(parse_options(None).unwrap().mode, Mode::Rag);
+        for bad in [
+            "{", "[]", r#"{"mode":"telepathy"}"#, r#"{"mode":3}"#, r#"{"max_new_tokens":-1}"#,
+            r#"{"max_new_tokens":1e9}"#, r#"{"max_new_tokens":100000}"#, r#"{"top_k":0}"#, r#"{"colour":"red"}"#,
+        ] {
+            assert!(parse_options(Some(bad)).is_err(), "accepted {bad}");
+        }
+    }
+}
