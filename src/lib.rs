@@ -11,6 +11,7 @@ pub mod encode;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod ingest;
 pub mod manifest;
 pub mod runtime;

@@ -116,6 +116,25 @@ enum Command {
         #[command(flatten)]
         models: ModelArgs,
     },
+    /// Export every chunk (text, vector, spans) to Parquet (zstd) for analytics.
+    Export {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import a Parquet export (or `compress --out` file) into a database.
+    Import {
+        #[arg(long)]
+        db: PathBuf,
+        /// Parquet files written by `e2llm export`.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the models (files, fingerprints, provider) and a database's contents.
     Info {
         #[arg(long)]
@@ -146,6 +165,17 @@ fn main() -> ExitCode {
 
 fn print_json(value: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(value).expect("values serialise"));
+}
+
+fn report_transfer(summary: &e2llm::export::TransferSummary, json: bool, verb: &str, file: &std::path::Path) {
+    if json {
+        print_json(summary);
+    } else {
+        println!(
+            "{verb} {} chunks of {} documents ({}: {} bytes) in {:.2} s ({:.0} rows/s)",
+            summary.rows, summary.documents, file.display(), summary.bytes, summary.seconds, summary.rows_per_second
+        );
+    }
 }
 
 fn run(command: Command) -> Result<ExitCode> {
@@ -222,6 +252,20 @@ fn run(command: Command) -> Result<ExitCode> {
                     summary.mean_prompt_tokens, summary.ttft_ms_p50, summary.ttft_ms_p90, summary.total_ms_p50,
                     summary.total_ms_p90, summary.total_ms_p99
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { db, out, json } => {
+            let store = Store::open_read_only(&db)?;
+            let summary = e2llm::export::export(&store.reader(), &out)?;
+            report_transfer(&summary, json, "exported", &out);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { db, inputs, json } => {
+            let mut store = Store::open(&db)?;
+            for input in &inputs {
+                let summary = e2llm::export::import(&mut store, input)?;
+                report_transfer(&summary, json, "imported", input);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -24,7 +24,7 @@ pub struct EncoderInfo {
 }
 
 /// A document ready to be written: its metadata and its chunks with vectors.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewDocument {
     pub doc_id: String,
     pub source: String,
@@ -34,7 +34,7 @@ pub struct NewDocument {
     pub chunks: Vec<NewChunk>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewChunk {
     pub seq: usize,
     pub text: String,
@@ -340,6 +340,82 @@ impl<'c> Reader<'c> {
             stored.vectors.extend_from_slice(&vector);
         }
         Ok(stored)
+    }
+
+    /// The one encoder configuration the database's documents use (export needs exactly one).
+    pub fn encoder_info(&self) -> Result<EncoderInfo> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT encoder_sha256, encoder_source, dim, chunk_tokens FROM models
+                 WHERE id IN (SELECT DISTINCT model_id FROM documents) ORDER BY id",
+            )
+            .map_err(|e| self.corrupt(e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(EncoderInfo {
+                    fingerprint: row.get(0)?,
+                    source: row.get(1)?,
+                    dim: row.get::<_, i64>(2)? as usize,
+                    chunk_tokens: row.get::<_, i64>(3)? as usize,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        match rows.len() {
+            0 => Err(self.err("no documents")),
+            1 => Ok(rows.into_iter().next().expect("one row")),
+            _ => Err(self.err(format!(
+                "documents were compressed with {} encoder configurations (chunk sizes {:?}); re-compress with one",
+                rows.len(),
+                rows.iter().map(|r| r.chunk_tokens).collect::<Vec<_>>()
+            ))),
+        }
+    }
+
+    /// A document with every stored field, as it would be written (export, tests).
+    pub fn full_document(&self, doc_id: &str) -> Result<NewDocument> {
+        let row = self.document(doc_id)?;
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, text, token_start, token_end, byte_start, byte_end, vector FROM chunks
+                 WHERE doc_id = ?1 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let chunks = statement
+            .query_map([doc_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as usize,
+                    r.get::<_, String>(1)?,
+                    [r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?, r.get::<_, i64>(5)?],
+                    r.get::<_, Vec<u8>>(6)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .map(|r| {
+                let (seq, text, span, blob) = r.map_err(|e| self.err(e))?;
+                Ok(NewChunk {
+                    seq,
+                    text,
+                    token_start: span[0] as usize,
+                    token_end: span[1] as usize,
+                    byte_start: span[2] as usize,
+                    byte_end: span[3] as usize,
+                    vector: vector::from_blob(&blob, row.dim)
+                        .map_err(|e| self.err(format!("document `{doc_id}` chunk {seq}: {e}")))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(NewDocument {
+            doc_id: row.doc_id,
+            source: row.source.unwrap_or_default(),
+            content_sha256: row.content_sha256,
+            n_bytes: row.n_bytes,
+            n_tokens: row.n_tokens,
+            chunks,
+        })
     }
 
     pub fn doc_ids(&self) -> Result<Vec<String>> {

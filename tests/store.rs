@@ -114,3 +114,40 @@ fn corrupt_and_foreign_files_get_clear_errors() {
     let err = Store::open_read_only(&dir.path().join("missing.db")).err().unwrap().to_string();
     assert!(err.contains("no such database file"), "{err}");
 }
+
+#[test]
+fn parquet_export_import_round_trip_is_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("a.db")).unwrap();
+    let model = store.ensure_model(&encoder("abc")).unwrap();
+    let documents: Vec<NewDocument> = (0..30)
+        .map(|i| document(&format!("doc-{i:02}"), &["alpha ", "beta ", "gamma ünï"][..1 + i % 3], i as f32 * 0.5))
+        .collect();
+    store.write_documents(model, &documents).unwrap();
+    let out = dir.path().join("export.parquet");
+    let exported = e2llm::export::export(&store.reader(), &out).unwrap();
+    assert_eq!((exported.rows, exported.documents), (60, 30));
+    assert!(!dir.path().join("export.parquet.tmp").exists());
+
+    let mut copy = Store::open(&dir.path().join("b.db")).unwrap();
+    let imported = e2llm::export::import(&mut copy, &out).unwrap();
+    assert_eq!((imported.rows, imported.documents), (60, 30));
+    for doc in &documents {
+        assert_eq!(&copy.reader().full_document(&doc.doc_id).unwrap(), doc);
+    }
+    // Importing into a database of another encoder is refused.
+    let mut other = Store::open(&dir.path().join("c.db")).unwrap();
+    let other_model = other.ensure_model(&encoder("zzz")).unwrap();
+    other.write_documents(other_model, &[document("x", &["x"], 1.0)]).unwrap();
+    assert!(matches!(e2llm::export::import(&mut other, &out), Err(Error::EncoderMismatch { .. })));
+}
+
+#[test]
+fn importing_a_foreign_parquet_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("foreign.parquet");
+    std::fs::write(&path, b"PAR1 not really").unwrap();
+    let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+    let err = e2llm::export::import(&mut store, &path).unwrap_err().to_string();
+    assert!(err.contains("not a readable Parquet file"), "{err}");
+}
