@@ -3,7 +3,7 @@
 //! together (length-sorted batches), and the group committed in one transaction, so a killed
 //! run loses at most the group in flight and never leaves half a document behind.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use crate::chunk::{Chunk, Chunker};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::export::ParquetSink;
 use crate::ingest;
 use crate::manifest::sha256_hex;
 use crate::store::{EncoderInfo, NewChunk, NewDocument, Store};
@@ -69,7 +70,45 @@ struct Read {
     replaces: bool,
 }
 
-pub fn compress(engine: &Engine, store: &mut Store, inputs: &[PathBuf], options: &CompressOptions) -> Result<CompressSummary> {
+/// Where compressed documents go: an SQLite database (skips unchanged documents, replaces changed
+/// ones) or a Parquet file (`compress --out`, for distributed runs without a database).
+pub enum Target<'a> {
+    Database(&'a mut Store),
+    Parquet(&'a Path),
+}
+
+enum Sink<'a> {
+    Database { store: &'a mut Store, model_id: i64 },
+    Parquet(Box<ParquetSink>),
+}
+
+impl Sink<'_> {
+    /// The stored content hash of `doc_id` under the current encoder configuration.
+    fn stored(&self, doc_id: &str) -> Result<Option<String>> {
+        match self {
+            Sink::Database { store, model_id } => {
+                Ok(store.content_hash(doc_id)?.filter(|(_, id)| id == model_id).map(|(hash, _)| hash))
+            }
+            Sink::Parquet(_) => Ok(None),
+        }
+    }
+
+    fn exists(&self, doc_id: &str) -> Result<bool> {
+        match self {
+            Sink::Database { store, .. } => Ok(store.content_hash(doc_id)?.is_some()),
+            Sink::Parquet(_) => Ok(false),
+        }
+    }
+
+    fn write(&mut self, documents: Vec<NewDocument>) -> Result<()> {
+        match self {
+            Sink::Database { store, model_id } => store.write_documents(*model_id, &documents),
+            Sink::Parquet(sink) => documents.into_iter().try_for_each(|d| sink.write(d)),
+        }
+    }
+}
+
+pub fn compress(engine: &Engine, target: Target<'_>, inputs: &[PathBuf], options: &CompressOptions) -> Result<CompressSummary> {
     let started = Instant::now();
     let encoder = engine.encoder()?;
     if options.chunk_tokens > encoder.max_content_tokens() {
@@ -80,12 +119,22 @@ pub fn compress(engine: &Engine, store: &mut Store, inputs: &[PathBuf], options:
         )));
     }
     let chunker = Chunker::new(encoder.tokenizer(), options.chunk_tokens)?;
-    let model_id = store.ensure_model(&EncoderInfo {
+    let encoder_info = EncoderInfo {
         fingerprint: encoder.fingerprint().to_string(),
         source: encoder.source().to_string(),
         dim: encoder.dim(),
         chunk_tokens: options.chunk_tokens,
-    })?;
+    };
+    let (mut sink, parquet_out) = match target {
+        Target::Database(store) => {
+            let model_id = store.ensure_model(&encoder_info)?;
+            (Sink::Database { store, model_id }, None)
+        }
+        Target::Parquet(out) => {
+            let tmp = out.with_extension("parquet.tmp");
+            (Sink::Parquet(Box::new(ParquetSink::create(&tmp, &encoder_info)?)), Some((tmp, out.to_path_buf())))
+        }
+    };
     let sources = ingest::sources(inputs)?;
     let progress = if options.progress { ProgressBar::new(sources.len() as u64) } else { ProgressBar::hidden() };
     progress.set_style(
@@ -108,12 +157,12 @@ pub fn compress(engine: &Engine, store: &mut Store, inputs: &[PathBuf], options:
                 Err((doc_id, reason)) => fail(&mut summary, doc_id, reason),
                 Ok((doc_id, source, text)) => {
                     let content_sha256 = sha256_hex(text.as_bytes());
-                    let stored = store.content_hash(&doc_id)?;
-                    if !options.force && stored.as_ref() == Some(&(content_sha256.clone(), model_id)) {
+                    if !options.force && sink.stored(&doc_id)?.as_ref() == Some(&content_sha256) {
                         summary.unchanged += 1;
                         continue;
                     }
-                    pending.push(Read { doc_id, source, text, content_sha256, replaces: stored.is_some() });
+                    let replaces = sink.exists(&doc_id)?;
+                    pending.push(Read { doc_id, source, text, content_sha256, replaces });
                 }
             }
         }
@@ -162,7 +211,6 @@ pub fn compress(engine: &Engine, store: &mut Store, inputs: &[PathBuf], options:
                     .collect(),
             })
             .collect();
-        store.write_documents(model_id, &documents)?;
         for ((read, _), document) in ready.iter().zip(&documents) {
             if read.replaces {
                 summary.replaced += 1;
@@ -172,11 +220,16 @@ pub fn compress(engine: &Engine, store: &mut Store, inputs: &[PathBuf], options:
             summary.chunks += document.chunks.len();
             summary.tokens += document.n_tokens;
         }
+        sink.write(documents)?;
         progress.inc(group.len() as u64);
         let seconds = started.elapsed().as_secs_f64();
         progress.set_message(format!("{} chunks, {:.0} chunks/s", summary.chunks, summary.chunks as f64 / seconds.max(1e-9)));
     }
     progress.finish_and_clear();
+    if let (Sink::Parquet(parquet), Some((tmp, out))) = (sink, parquet_out) {
+        parquet.finish()?;
+        std::fs::rename(&tmp, &out).map_err(|e| Error::io(format!("renaming {} to {}", tmp.display(), out.display()), e))?;
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     summary.chunks_per_second = summary.chunks as f64 / summary.seconds.max(1e-9);
     summary.tokens_per_second = summary.tokens as f64 / summary.seconds.max(1e-9);

@@ -52,8 +52,11 @@ enum Command {
     /// Chunk, encode and store documents (files, directories, .jsonl, .parquet) in a database.
     Compress {
         /// SQLite database to write (created if missing).
+        #[arg(long, required_unless_present = "out", conflicts_with = "out")]
+        db: Option<PathBuf>,
+        /// Write a Parquet file instead of a database (for distributed runs; load it with `e2llm import`).
         #[arg(long)]
-        db: PathBuf,
+        out: Option<PathBuf>,
         /// Text/markdown files, directories (recursive), .jsonl ({"id","text"} per line) or .parquet (id, text).
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
@@ -180,9 +183,14 @@ fn report_transfer(summary: &e2llm::export::TransferSummary, json: bool, verb: &
 
 fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Compress { db, inputs, batch_size, chunk_tokens, force, json, models } => {
+        Command::Compress { db, out, inputs, batch_size, chunk_tokens, force, json, models } => {
             let engine = models.engine()?;
-            let mut store = Store::open(&db)?;
+            let mut store = db.as_ref().map(|db| Store::open(db)).transpose()?;
+            let target = match (&mut store, &out) {
+                (Some(store), _) => compress::Target::Database(store),
+                (None, Some(out)) => compress::Target::Parquet(out),
+                (None, None) => unreachable!("clap requires --db or --out"),
+            };
             let options = CompressOptions {
                 chunk_tokens,
                 batch_size,
@@ -190,7 +198,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 progress: std::io::stderr().is_terminal(),
                 ..CompressOptions::default()
             };
-            let summary = compress::compress(&engine, &mut store, &inputs, &options)?;
+            let summary = compress::compress(&engine, target, &inputs, &options)?;
             if json {
                 print_json(&summary);
             } else {

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Asks questions about the compressed example corpus, from the CLI and from SQL.
+# Usage: examples/demo_questions.sh BIN DB [EXTENSION]
+set -euo pipefail
+bin=$1 db=$2 ext=${3:-}
+
+ask() { # doc mode question
+    echo "== [$2] $1: $3"
+    "$bin" ask --db "$db" --doc "$1" --mode "$2" --json "$3" |
+        python3 -c 'import json,sys; a=json.load(sys.stdin); print("   ->", a["answer"]); print("      (%d prompt tokens, first token %.0f ms, total %.0f ms)" % (a["prompt_tokens"], a["ttft_ms"], a["total_ms"]))'
+}
+
+ask 1941-Roosevelt-1.txt rag "Which Congress is Roosevelt addressing?"
+ask 1941-Roosevelt-1.txt rag "What is the first of the four essential human freedoms?"
+ask 1823-Monroe-1.txt rag "Which European power did the United States negotiate with over the northwest coast of the continent?"
+ask 1962-Kennedy-1.txt rag "What did Kennedy say about the space program?" 2>/dev/null || true
+ask 1790-Washington-1.txt full "Who is being addressed?"
+
+if [ -n "$ext" ]; then
+    echo "== SQL: SELECT doc_id, e2llm_ask(doc_id, ...) FROM documents"
+    sqlite3 "$db" <<SQL
+.load $ext
+SELECT e2llm_version();
+SELECT doc_id, e2llm_ask(doc_id, 'In what year was this address given?', '{"mode":"rag","max_new_tokens":16}')
+FROM documents WHERE doc_id IN ('1941-Roosevelt-1.txt', '2002-Bush-1.txt');
+SQL
+fi
