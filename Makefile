@@ -17,7 +17,7 @@ EXPORT_SRC := $(wildcard onnx/e2llm_offline/*.py) onnx/prompt.json $(wildcard on
 export E2LLM_MODELS := $(CURDIR)/$(MODELS)
 export ORT_DYLIB_PATH := $(CURDIR)/$(RUNTIME)/libonnxruntime.so
 
-.PHONY: setup venv models build demo test test-rust test-python clean
+.PHONY: setup venv models build ext sqlite3-shell demo test test-rust test-python clean
 
 setup: models build
 
@@ -41,13 +41,23 @@ $(RUNTIME)/libonnxruntime.so: $(VENV)/.installed
 build:
 	$(CARGO) build --release --locked
 
-demo: setup
+# The loadable SQLite extension: built on its own (rusqlite `loadable_extension` excludes `bundled`).
+ext: target/release/libe2llm.so
+target/release/libe2llm.so: $(wildcard src/*.rs sqlite-ext/src/*.rs) Cargo.toml Cargo.lock sqlite-ext/Cargo.toml
+	$(CARGO) build --release --locked -p e2llm-sqlite
+	touch $@
+
+# The sqlite3 shell drives the extension in tests (Debian package).
+sqlite3-shell:
+	command -v sqlite3 >/dev/null || (apt-get update -qq && apt-get install -y -qq sqlite3)
+
+demo: setup ext sqlite3-shell
 	mkdir -p data
 	$(BIN) compress --db $(DEMO_DB) examples/sotu
 	$(BIN) info --db $(DEMO_DB)
-	bash examples/demo_questions.sh $(BIN) $(DEMO_DB)
+	bash examples/demo_questions.sh $(BIN) $(DEMO_DB) target/release/libe2llm
 
-test: setup test-rust test-python
+test: setup ext sqlite3-shell test-rust test-python
 
 test-rust:
 	$(CARGO) nextest run --release --locked --no-fail-fast

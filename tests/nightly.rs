@@ -1,0 +1,131 @@
+//! Nightly-job semantics: a run killed with SIGKILL leaves no half-written document and the next
+//! run completes it; readers keep answering while a batch writes (WAL + busy timeout).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2llm::store::Store;
+
+fn compress_command(db: &Path, input: &Path) -> Command {
+    let mut command = Command::new(common::bin());
+    command
+        .args(["compress", "--db", db.to_str().unwrap(), input.to_str().unwrap(), "--json", "--threads", "2"])
+        .env("E2LLM_MODELS", common::models_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// A JSONL corpus of `copies` × the example addresses (distinct ids, a few hundred chunks each copy).
+fn corpus(dir: &Path, copies: usize) -> std::path::PathBuf {
+    let path = dir.join("corpus.jsonl");
+    let mut lines = Vec::new();
+    for copy in 0..copies {
+        for entry in std::fs::read_dir(common::examples_dir()).unwrap() {
+            let entry = entry.unwrap();
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            let id = format!("{copy}/{}", entry.file_name().to_string_lossy());
+            lines.push(serde_json::json!({"id": id, "text": text}).to_string());
+        }
+    }
+    lines.sort();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+/// Every document row has exactly its chunks, numbered 0..n, and the file is intact.
+fn assert_consistent(db: &Path) -> usize {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(integrity, "ok");
+    let bad: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM documents d WHERE d.n_chunks != (SELECT count(*) FROM chunks c WHERE c.doc_id = d.doc_id)
+                OR d.n_chunks != (SELECT coalesce(max(seq), -1) + 1 FROM chunks c WHERE c.doc_id = d.doc_id)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(bad, 0, "documents with missing or extra chunks");
+    let orphans: i64 = conn
+        .query_row("SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT doc_id FROM documents)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(orphans, 0, "chunks without a document");
+    conn.query_row("SELECT count(*) FROM documents", [], |r| r.get::<_, i64>(0)).unwrap() as usize
+}
+
+fn snapshot(db: &Path) -> Vec<e2llm::store::NewDocument> {
+    let store = Store::open_read_only(db).unwrap();
+    let reader = store.reader();
+    reader.doc_ids().unwrap().iter().map(|id| reader.full_document(id).unwrap()).collect()
+}
+
+#[test]
+fn killed_runs_leave_whole_documents_and_rerun_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path(), 2);
+    let clean = dir.path().join("clean.db");
+    assert!(compress_command(&clean, &input).output().unwrap().status.success());
+    let expected = snapshot(&clean);
+
+    let db = dir.path().join("killed.db");
+    let mut kills = 0;
+    // Kill at several points: early (model loading), mid-batch, later.
+    for delay_ms in [300u64, 2500, 4000, 6000, 9000] {
+        let mut child = compress_command(&db, &input).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        assert_consistent(&db);
+    }
+    assert!(kills >= 3, "the runs finished too fast to be killed ({kills} kills)");
+    let rerun = compress_command(&db, &input).output().unwrap();
+    assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
+    assert_eq!(assert_consistent(&db), expected.len());
+    assert_eq!(snapshot(&db), expected, "after kills and a re-run the database equals a clean run");
+}
+
+#[test]
+fn readers_keep_working_while_a_batch_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("busy.db");
+    let seed = dir.path().join("seed.txt");
+    std::fs::write(&seed, "The observatory on Mount Lemmon was built in 1956 by the air force.").unwrap();
+    assert!(compress_command(&db, &seed).output().unwrap().status.success());
+
+    let input = corpus(dir.path(), 3);
+    let mut writer = compress_command(&db, &input).spawn().unwrap();
+    let started = Instant::now();
+    let mut reads = 0;
+    let mut writer_done = false;
+    while started.elapsed() < Duration::from_secs(120) {
+        let out = Command::new(common::bin())
+            .args(["ask", "--db", db.to_str().unwrap(), "--doc", seed.to_str().unwrap(), "--mode", "rag", "--max-new-tokens", "4", "When was it built?"])
+            .env("E2LLM_MODELS", common::models_dir())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "reader failed during the write: {stderr}");
+        assert!(!stderr.contains("locked"));
+        reads += 1;
+        let info = Command::new(common::bin()).args(["info", "--db", db.to_str().unwrap(), "--json"]).env("E2LLM_MODELS", common::models_dir()).output().unwrap();
+        assert!(info.status.success(), "info failed during the write: {}", String::from_utf8_lossy(&info.stderr));
+        if writer.try_wait().unwrap().is_some() {
+            writer_done = true;
+            break;
+        }
+    }
+    if !writer_done {
+        writer.kill().unwrap();
+    }
+    let status = writer.wait().unwrap();
+    assert!(writer_done && status.success(), "the writer did not finish in time or failed");
+    assert!(reads >= 2, "only {reads} reads overlapped the write");
+    assert_eq!(assert_consistent(&db), 1 + 3 * std::fs::read_dir(common::examples_dir()).unwrap().count());
+}
