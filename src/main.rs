@@ -138,6 +138,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the encoder vector of each text as a JSON list (the stored format's values).
+    Embed {
+        #[arg(required = true)]
+        texts: Vec<String>,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
     /// Show the models (files, fingerprints, provider) and a database's contents.
     Info {
         #[arg(long)]
@@ -274,6 +281,15 @@ fn run(command: Command) -> Result<ExitCode> {
             for input in &inputs {
                 let summary = e2llm::export::import(&mut store, input)?;
                 report_transfer(&summary, json, "imported", input);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Embed { texts, models } => {
+            let encoder = models.engine()?.encoder()?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = encoder.embed(&refs, e2llm::encode::DEFAULT_BATCH_SIZE)?;
+            for i in 0..vectors.len() {
+                println!("{}", serde_json::to_string(vectors.row(i)).expect("floats serialise"));
             }
             Ok(ExitCode::SUCCESS)
         }
