@@ -103,6 +103,9 @@ pub struct Answer {
     pub generated_tokens: usize,
     pub ttft_ms: f64,
     pub total_ms: f64,
+    /// Time this call spent loading models (0 once they are loaded in this process); not
+    /// included in `ttft_ms` and `total_ms`.
+    pub load_ms: f64,
     /// Chunks whose raw text was placed in the prompt (rag, hybrid), in document order.
     pub chunks: Vec<usize>,
     /// True when the context was cut to fit the decoder's window.
@@ -114,9 +117,19 @@ impl Engine {
     /// Answers `question` about stored document `doc_id`.
     pub fn ask(&self, store: &Reader<'_>, doc_id: &str, question: &str, options: &AskOptions) -> Result<Answer> {
         options.validate()?;
+        // Models load once per process; the first call's loading is reported apart from the
+        // answer's latency.
+        let loading = Instant::now();
+        let decoder = self.decoder()?;
+        if options.mode.retrieves() {
+            self.encoder()?;
+        }
+        if options.mode.uses_adapter() {
+            self.adapter(options.mode.name())?;
+        }
+        let load_ms = loading.elapsed().as_secs_f64() * 1e3;
         let started = Instant::now();
         let document = store.document(doc_id)?;
-        let decoder = self.decoder()?;
         let template = &self.manifest().prompt;
         let mode = options.mode;
 
@@ -178,6 +191,7 @@ impl Engine {
             generated_tokens: generation.token_ids.len(),
             ttft_ms: (before_generation + generation.time_to_first_token).as_secs_f64() * 1e3,
             total_ms: started.elapsed().as_secs_f64() * 1e3,
+            load_ms,
             chunks: selected,
             truncated,
             provider: decoder.provider().to_string(),

