@@ -106,7 +106,8 @@ fn ask(ctx: &Context<'_>, function: &str) -> rusqlite::Result<crate::ask::Answer
     // SAFETY: the connection handle is valid for the duration of this call; it is used only
     // for reads inside it.
     let conn = unsafe { ctx.get_connection()? };
-    let reader = Reader::new(&conn, "main");
+    let label = conn.path().filter(|p| !p.is_empty()).unwrap_or("main").to_string();
+    let reader = Reader::new(&conn, &label);
     reader.check_schema().map_err(to_sql_error)?;
     engine.ask(&reader, &doc_id, &question, &options).map_err(to_sql_error)
 }
