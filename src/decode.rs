@@ -2,11 +2,11 @@
 //! embedded, prefilled in slices (bounded memory) into a KV cache, then decoded greedily one token
 //! per step, reusing the cache, until EOS or `max_new_tokens`.
 
-use std::borrow::Cow;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ort::session::{Session, SessionInputValue};
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{IoBinding, Session};
 use ort::value::{DynValue, Tensor};
 use tokenizers::Tokenizer;
 
@@ -150,11 +150,12 @@ impl Decoder {
             )));
         }
         let mut session = self.decoder.lock().unwrap_or_else(|p| p.into_inner());
+        let mut binding = self.binding(&session)?;
         let mut cache = self.empty_cache()?;
         let mut logits = Vec::new();
         let mut position = 0;
         for slice in embeds.chunks(options.prefill_slice.max(1) * self.spec.hidden) {
-            logits = self.step(&mut session, slice, position, &mut cache)?;
+            logits = self.step(&mut session, &mut binding, slice, position, &mut cache)?;
             position += slice.len() / self.spec.hidden;
         }
         let mut token_ids = Vec::new();
@@ -172,7 +173,7 @@ impl Decoder {
                 break;
             }
             let embed = self.embed_tokens(&[next])?;
-            logits = self.step(&mut session, &embed, position, &mut cache)?;
+            logits = self.step(&mut session, &mut binding, &embed, position, &mut cache)?;
             position += 1;
         }
         if options.max_new_tokens == 0 {
@@ -193,21 +194,42 @@ impl Decoder {
             .collect()
     }
 
+    /// The decoder's I/O binding: logits come back to host memory, the KV cache (`present.*`) stays
+    /// where the provider computes it (GPU memory under CUDA), so decoding never copies the cache
+    /// between host and device; it is bound straight back as the next step's `past_key_values.*`.
+    fn binding(&self, session: &Session) -> Result<Binding> {
+        let err = |e: ort::Error| Error::inference("decoder", e);
+        let memory = |device| MemoryInfo::new(device, 0, AllocatorType::Device, MemoryType::Default).map_err(err);
+        let cache_memory = match self.provider {
+            Provider::Cuda => memory(AllocationDevice::CUDA)?,
+            Provider::Cpu => memory(AllocationDevice::CPU)?,
+        };
+        Ok(Binding { io: session.create_binding().map_err(err)?, host: memory(AllocationDevice::CPU)?, cache_memory })
+    }
+
     /// Runs `embeds` (rows of hidden) at positions `past..`, extending `cache`; returns the
     /// logits of the last position.
-    fn step(&self, session: &mut Session, embeds: &[f32], past: usize, cache: &mut [DynValue]) -> Result<Vec<f32>> {
+    fn step(&self, session: &mut Session, binding: &mut Binding, embeds: &[f32], past: usize, cache: &mut [DynValue]) -> Result<Vec<f32>> {
         let err = |e: ort::Error| Error::inference("decoder", e);
-        let n = embeds.len() / self.spec.hidden;
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(3 + cache.len());
-        inputs.push(("inputs_embeds".into(), Tensor::from_array(([1, n, self.spec.hidden], embeds.to_vec())).map_err(err)?.into()));
-        inputs.push(("attention_mask".into(), Tensor::from_array(([1, past + n], vec![1i64; past + n])).map_err(err)?.into()));
-        let positions: Vec<i64> = (past as i64..(past + n) as i64).collect();
-        inputs.push(("position_ids".into(), Tensor::from_array(([1, n], positions)).map_err(err)?.into()));
-        for (layer, (key, value)) in self.input_names.iter().enumerate() {
-            inputs.push((key.as_str().into(), (&cache[2 * layer]).into()));
-            inputs.push((value.as_str().into(), (&cache[2 * layer + 1]).into()));
+        let Binding { io: binding, host, cache_memory } = binding;
+        // Outputs are bound anew each step: a binding reuses the previous step's output values as
+        // preallocated outputs otherwise, and the cache grows by `n` positions per step.
+        binding.bind_output_to_device("logits", host).map_err(err)?;
+        for layer in 0..self.spec.layers {
+            for kind in ["key", "value"] {
+                binding.bind_output_to_device(format!("present.{layer}.{kind}"), cache_memory).map_err(err)?;
+            }
         }
-        let mut outputs = session.run(inputs).map_err(err)?;
+        let n = embeds.len() / self.spec.hidden;
+        let positions: Vec<i64> = (past as i64..(past + n) as i64).collect();
+        binding.bind_input("inputs_embeds", &Tensor::from_array(([1, n, self.spec.hidden], embeds.to_vec())).map_err(err)?).map_err(err)?;
+        binding.bind_input("attention_mask", &Tensor::from_array(([1, past + n], vec![1i64; past + n])).map_err(err)?).map_err(err)?;
+        binding.bind_input("position_ids", &Tensor::from_array(([1, n], positions)).map_err(err)?).map_err(err)?;
+        for (layer, (key, value)) in self.input_names.iter().enumerate() {
+            binding.bind_input(key.as_str(), &cache[2 * layer]).map_err(err)?;
+            binding.bind_input(value.as_str(), &cache[2 * layer + 1]).map_err(err)?;
+        }
+        let mut outputs = session.run_binding(binding).map_err(err)?;
         let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(err)?;
         let logits = logits.to_vec();
         for layer in 0..self.spec.layers {
@@ -219,6 +241,13 @@ impl Decoder {
         }
         Ok(logits)
     }
+}
+
+/// An I/O binding with the memory its outputs go to.
+struct Binding {
+    io: IoBinding,
+    host: MemoryInfo<'static>,
+    cache_memory: MemoryInfo<'static>,
 }
 
 fn argmax(values: &[f32]) -> u32 {
