@@ -17,7 +17,17 @@ EXPORT_SRC := $(filter-out onnx/e2llm_offline/train%.py,$(wildcard onnx/e2llm_of
 export E2LLM_MODELS := $(CURDIR)/$(MODELS)
 export ORT_DYLIB_PATH := $(CURDIR)/$(RUNTIME)/libonnxruntime.so
 
-.PHONY: setup venv venv-dist venv-data models build ext sqlite3-shell demo bench train train-data test test-rust test-python clean
+# GPU=1 (e.g. `make setup GPU=1`): onnxruntime-gpu and its CUDA 13 libraries from PyPI, in
+# models/runtime-gpu/, and everything run by make uses them (`--device cuda|auto` then works).
+GPU_RUNTIME := models/runtime-gpu
+GPU_SITE    := .venv-gpu
+ifeq ($(GPU),1)
+export ORT_DYLIB_PATH := $(CURDIR)/$(GPU_RUNTIME)/libonnxruntime.so
+export LD_LIBRARY_PATH := $(CURDIR)/$(GPU_RUNTIME)$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_PATH))
+setup: runtime-gpu
+endif
+
+.PHONY: setup venv venv-dist venv-data models runtime-gpu env build ext sqlite3-shell demo bench train train-data test test-rust test-python clean
 
 setup: models build
 
@@ -43,6 +53,19 @@ $(RUNTIME)/libonnxruntime.so: $(VENV)/.installed
 	mkdir -p $(RUNTIME)
 	cp $(ORT_LIB) $(RUNTIME)/libonnxruntime.so.1.31.1
 	ln -sf libonnxruntime.so.1.31.1 $@
+
+# The CUDA provider and the libraries it links, side by side in one folder (found via LD_LIBRARY_PATH).
+runtime-gpu: $(GPU_RUNTIME)/libonnxruntime.so
+$(GPU_RUNTIME)/libonnxruntime.so: requirements-gpu.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --upgrade --target $(GPU_SITE) -r requirements-gpu.txt
+	mkdir -p $(GPU_RUNTIME)
+	cp $(GPU_SITE)/onnxruntime/capi/libonnxruntime.so.1.31.1 $(GPU_SITE)/onnxruntime/capi/libonnxruntime_providers_*.so $(GPU_RUNTIME)/
+	ln -sf $(CURDIR)/$(GPU_SITE)/nvidia/*/lib/*.so* $(GPU_RUNTIME)/
+	ln -sf libonnxruntime.so.1.31.1 $@
+
+# The environment make gives e2llm, for running it by hand: eval "$$(make -s env)" (add GPU=1 for CUDA).
+env:
+	@echo export E2LLM_MODELS=$(E2LLM_MODELS) ORT_DYLIB_PATH=$(ORT_DYLIB_PATH)$(if $(filter 1,$(GPU)), LD_LIBRARY_PATH=$(LD_LIBRARY_PATH))
 
 build:
 	$(CARGO) build --release --locked
@@ -72,7 +95,7 @@ test-python: $(VENV)/.installed $(VENV)/.installed-dist
 	PYTHONPATH=onnx $(PY) -m pytest -q onnx/tests tests/python
 
 clean:
-	rm -rf target $(MODELS) $(RUNTIME) data
+	rm -rf target $(MODELS) $(RUNTIME) $(GPU_RUNTIME) $(GPU_SITE) data
 
 # Data packages (HotpotQA, State of the Union) for benchmarks, training and evaluation.
 venv-data: $(VENV)/.installed-data

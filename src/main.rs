@@ -300,6 +300,8 @@ fn run(command: Command) -> Result<ExitCode> {
                 manifest.verify()?;
             }
             let (_, library) = runtime::environment(&manifest.dir)?;
+            // The provider actually used (for `--device auto`): the encoder is the cheapest model to load.
+            let provider = engine.encoder()?.provider();
             let store = db.as_ref().map(|path| Store::open_read_only(path)).transpose()?;
             let stats = store.as_ref().map(|s| s.reader().stats()).transpose()?;
             let doc_ids = match (&store, docs) {
@@ -311,6 +313,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 "models_dir": manifest.dir,
                 "onnxruntime": library,
                 "device": engine.options().device,
+                "provider": provider,
                 "encoder": {"source": manifest.encoder.source, "dim": manifest.encoder.dim, "fingerprint": manifest.encoder.fingerprint},
                 "decoder": {"source": manifest.decoder.source, "hidden": manifest.decoder.hidden, "layers": manifest.decoder.layers,
                             "context_length": manifest.decoder.context_length, "fingerprint": manifest.decoder.fingerprint},
@@ -326,6 +329,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 println!("e2llm {}", e2llm::VERSION);
                 println!("models      {}", manifest.dir.display());
                 println!("runtime     {}", library.display());
+                println!("provider    {provider} (--device {:?})", engine.options().device);
                 println!("encoder     {} (dim {}, fingerprint {})", manifest.encoder.source, manifest.encoder.dim, &manifest.encoder.fingerprint[..16.min(manifest.encoder.fingerprint.len())]);
                 println!("decoder     {} (hidden {}, {} layers, context {}, fingerprint {})", manifest.decoder.source, manifest.decoder.hidden,
                     manifest.decoder.layers, manifest.decoder.context_length, &manifest.decoder.fingerprint[..16.min(manifest.decoder.fingerprint.len())]);

@@ -138,3 +138,47 @@ fn corrupt_database_is_named() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not an SQLite database or is corrupt"), "{}", stderr(&out));
 }
+
+/// Whether this run can use CUDA: an NVIDIA device and the GPU build of ONNX Runtime (`make ... GPU=1`).
+fn cuda_usable() -> bool {
+    std::path::Path::new("/dev/nvidiactl").exists()
+        && std::env::var("ORT_DYLIB_PATH").is_ok_and(|p| p.contains("runtime-gpu"))
+}
+
+/// On a machine without a GPU (CI) or with the CPU build of ONNX Runtime, `--device cuda` must fail
+/// and say that CUDA is what is missing — never fall back to CPU silently.
+#[test]
+fn device_cuda_without_gpu_fails_naming_cuda() {
+    if cuda_usable() {
+        assert!(e2llm(&["embed", "--device", "cuda", "hello"]).status.success());
+        return;
+    }
+    for args in [&["embed", "--device", "cuda", "hello"][..], &["info", "--device", "cuda"][..]] {
+        let out = e2llm(args);
+        assert!(!out.status.success(), "{args:?} succeeded without a GPU: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.contains("CUDA"), "{args:?}: error does not name CUDA: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // The environment variable behaves the same as the flag.
+    let out = Command::new(common::bin())
+        .args(["embed", "hello"])
+        .env("E2LLM_MODELS", common::models_dir())
+        .env("E2LLM_DEVICE", "cuda")
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && stderr(&out).contains("CUDA"), "{}", stderr(&out));
+}
+
+/// `--device auto` on a machine without a GPU runs on CPU and says so.
+#[test]
+fn device_auto_reports_the_provider_it_used() {
+    let info = json(&e2llm(&["info", "--device", "auto", "--json"]));
+    assert_eq!(info["device"], "auto");
+    let provider = info["provider"].as_str().unwrap();
+    if cuda_usable() {
+        assert_eq!(provider, "CUDAExecutionProvider");
+    } else {
+        assert_eq!(provider, "CPUExecutionProvider");
+    }
+}
