@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = ROOT / "target" / "release" / "e2llm"
+BIN = Path(os.environ.get("E2LLM_BIN", ROOT / "target" / "release" / "e2llm"))
 MODELS = Path(os.environ.get("E2LLM_MODELS", ROOT / "models" / "default"))
 
 
@@ -34,19 +34,23 @@ def speeches(count: int, skip: int = 0) -> list[tuple[str, str]]:
 
 
 def run_json(args: list[str]) -> tuple[dict, int]:
-    """Runs e2llm, returns its JSON output and the child's peak RSS in KiB."""
-    wrapped = ["/usr/bin/time", "-f", "%M", str(BIN), *args]
-    result = subprocess.run(wrapped, capture_output=True, text=True, env=dict(os.environ, E2LLM_MODELS=str(MODELS)))
-    if result.returncode != 0:
-        raise RuntimeError(f"e2llm {' '.join(args)} failed: {result.stderr}")
-    peak_kib = int(result.stderr.strip().splitlines()[-1])
-    return json.loads(result.stdout), peak_kib
+    """Runs e2llm, returns its JSON output and the child's peak RSS in KiB (from wait4's rusage)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen([str(BIN), *args], stdout=out, stderr=err,
+                                 env=dict(os.environ, E2LLM_MODELS=str(MODELS)))
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if child.returncode != 0:
+            raise RuntimeError(f"e2llm {' '.join(args)} failed: {err.read()}")
+        return json.loads(out.read()), usage.ru_maxrss
 
 
-def bench_compress(workdir: Path, count: int, runs: int, threads: int, batch: int) -> dict:
+def bench_compress(workdir: Path, docs: list[tuple[str, str]], runs: int, threads: int, batch: int) -> dict:
     corpus = workdir / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"id": name, "text": text}) + "\n" for name, text in speeches(count)))
-    db = workdir / "bench.db"
+    corpus.write_text("".join(json.dumps({"id": name, "text": text}) + "\n" for name, text in docs))
+    db = workdir / f"bench-{batch}.db"
     results = []
     for _ in range(runs):
         summary, peak = run_json(["compress", "--db", str(db), str(corpus), "--json", "--force",
@@ -58,6 +62,25 @@ def bench_compress(workdir: Path, count: int, runs: int, threads: int, batch: in
             "tokens_per_second": statistics.median(r["tokens_per_second"] for r in results),
             "spread_chunks_per_second": [min(r["chunks_per_second"] for r in results),
                                          max(r["chunks_per_second"] for r in results)]}
+
+
+def bench_storage(db: Path, workdir: Path, docs: list[tuple[str, str]], runs: int) -> dict:
+    """Parquet export and import throughput (rows/s), and bytes on disk: raw text, SQLite, Parquet."""
+    parquet = workdir / "export.parquet"
+    exports, imports = [], []
+    for i in range(runs):
+        exported, _ = run_json(["export", "--db", str(db), "--out", str(parquet), "--json"])
+        exports.append(exported["rows_per_second"])
+        target = workdir / f"import-{i}.db"
+        imported, _ = run_json(["import", "--db", str(target), str(parquet), "--json"])
+        imports.append(imported["rows_per_second"])
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    return {"rows": exported["rows"], "export_rows_per_second": statistics.median(exports),
+            "import_rows_per_second": statistics.median(imports),
+            "raw_text_bytes": sum(len(text.encode()) for _, text in docs),
+            "sqlite_bytes": db.stat().st_size, "parquet_bytes": parquet.stat().st_size}
 
 
 def bench_python_ort(db: Path, runs: int, threads: int, batch: int) -> dict:
@@ -91,10 +114,11 @@ def bench_python_ort(db: Path, runs: int, threads: int, batch: int) -> dict:
     return {"chunks": len(texts), "chunks_per_second": statistics.median(rates), "spread": [min(rates), max(rates)]}
 
 
-def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int) -> dict:
+def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int,
+              texts: list[str] | None = None) -> dict:
     """One document of about `target_tokens` encoder tokens (speeches concatenated)."""
     parts, words = [], 0
-    for _, text in speeches(60, skip=100):
+    for text in texts if texts is not None else [t for _, t in speeches(60, skip=100)]:
         parts.append(text)
         words += len(text.split())
         if words * 1.25 >= target_tokens:
@@ -144,8 +168,10 @@ def main() -> None:
               "threads": args.threads, "batch_size": args.batch_size, "runs": args.runs}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        rust = bench_compress(work, args.speeches, args.runs, args.threads, args.batch_size)
-        python = bench_python_ort(rust.pop("db"), args.runs, args.threads, args.batch_size)
+        rust = bench_compress(work, speeches(args.speeches), args.runs, args.threads, args.batch_size)
+        db = rust.pop("db")
+        report["storage"] = bench_storage(db, work, speeches(args.speeches), args.runs)
+        python = bench_python_ort(db, args.runs, args.threads, args.batch_size)
         report["compress"] = {"e2llm": rust, "python_onnxruntime": python,
                               "ratio": rust["chunks_per_second"] / python["chunks_per_second"]}
         report["ask"] = {str(n): bench_ask(work, n, args.modes, args.runs) for n in args.ask_tokens}
@@ -158,7 +184,12 @@ def main() -> None:
              "| pipeline | chunks/s | tokens/s |", "|---|---|---|",
              f"| e2llm compress (Rust: chunk + encode + SQLite) | {rust['chunks_per_second']:.1f} {[round(x, 1) for x in rust['spread_chunks_per_second']]} | {rust['tokens_per_second']:.0f} |",
              f"| Python: tokenizers + onnxruntime, encode only | {python['chunks_per_second']:.1f} {[round(x, 1) for x in python['spread']]} | |",
-             "", f"Ratio e2llm / Python: **{report['compress']['ratio']:.2f}x**", "", "## ask latency and memory", ""]
+             "", f"Ratio e2llm / Python: **{report['compress']['ratio']:.2f}x**", "", "## Storage and Parquet transfer", ""]
+    st = report["storage"]
+    lines += [f"{st['rows']} chunks: raw text {st['raw_text_bytes'] / 1e6:.2f} MB, SQLite {st['sqlite_bytes'] / 1e6:.2f} MB "
+              f"(text + float32 vectors + spans), Parquet (zstd) {st['parquet_bytes'] / 1e6:.2f} MB; "
+              f"export {st['export_rows_per_second']:.0f} rows/s, import {st['import_rows_per_second']:.0f} rows/s (medians).",
+              "", "## ask latency and memory", ""]
     for n, res in report["ask"].items():
         lines += [f"Document of {res['encoder_tokens']} encoder tokens ({res['chunks']} chunks), 32 new tokens max:", "",
                   "| mode | prompt tokens | time to first token (ms) | total (ms) | model loading (ms) | peak RSS (MiB) |",

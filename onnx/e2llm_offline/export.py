@@ -103,7 +103,7 @@ def _format_floats(values: np.ndarray) -> list[float]:
 
 
 def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encoder_dir: Path | None,
-           adapter_path: Path | None, prompt_path: Path, name: str | None = None) -> dict:
+           adapter_path: Path | None, prompt_path: Path, name: str | None = None, golden: bool = True) -> dict:
     progress = Progress(time.monotonic())
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
@@ -195,6 +195,41 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
         stale_adapter.unlink()
 
     # Golden values (NumPy reference) ---------------------------------------------------------------
+    if golden:
+        write_golden(out, write_text, progress, encoder_tokenizer, encoder_dir, decoder_tokenizer, decoder_gguf,
+                     decoder_hf, ckpt, prompt)
+    elif (out / "golden.json").exists():
+        (out / "golden.json").unlink()
+
+    # Manifest (last) -------------------------------------------------------------------------------
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": name or out.resolve().name,
+        "encoder": {
+            "file": "encoder.onnx", "tokenizer": "encoder_tokenizer.json", "source": encoder_source,
+            "dim": encoder_config.hidden, "max_positions": encoder_config.max_positions, "pooling": pooling,
+            "normalized": True, "fingerprint": encoder_fingerprint,
+        },
+        "decoder": {
+            "file": "decoder.onnx", "embed_file": "embed.onnx", "tokenizer": "decoder_tokenizer.json",
+            "source": decoder_source, "architecture": c.architecture, "hidden": c.hidden, "layers": c.layers,
+            "heads": c.heads, "kv_heads": c.kv_heads, "head_dim": c.head_dim, "vocab": c.vocab,
+            "context_length": c.context_length, "eos_token_ids": ckpt.eos_token_ids,
+            "fingerprint": decoder_fingerprint,
+        },
+        "adapter": adapter_entry,
+        "prompt": prompt,
+        "files": dict(sorted(files.items())),
+    }
+    atomic_write_text(manifest_path, json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+    progress(f"wrote manifest.json: export of {out} complete")
+    return manifest
+
+
+def write_golden(out: Path, write_text, progress: Progress, encoder_tokenizer: str, encoder_dir: Path,
+                 decoder_tokenizer: str, decoder_gguf: Path | None, decoder_hf: Path | None, ckpt: DecoderCheckpoint,
+                 prompt: dict) -> None:
+    """golden.json: NumPy-reference encoder vectors and greedy continuations that the Rust tests check."""
     progress("golden: encoder reference")
     tokenizer = Tokenizer.from_str(encoder_tokenizer)
     reference_encoder = ReferenceEncoder(encoder_dir)
@@ -227,30 +262,6 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
         "decoder": decoder_golden,
     }
     write_text("golden.json", json.dumps(golden, ensure_ascii=False, indent=1))
-
-    # Manifest (last) -------------------------------------------------------------------------------
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "name": name or out.resolve().name,
-        "encoder": {
-            "file": "encoder.onnx", "tokenizer": "encoder_tokenizer.json", "source": encoder_source,
-            "dim": encoder_config.hidden, "max_positions": encoder_config.max_positions, "pooling": pooling,
-            "normalized": True, "fingerprint": encoder_fingerprint,
-        },
-        "decoder": {
-            "file": "decoder.onnx", "embed_file": "embed.onnx", "tokenizer": "decoder_tokenizer.json",
-            "source": decoder_source, "architecture": c.architecture, "hidden": c.hidden, "layers": c.layers,
-            "heads": c.heads, "kv_heads": c.kv_heads, "head_dim": c.head_dim, "vocab": c.vocab,
-            "context_length": c.context_length, "eos_token_ids": ckpt.eos_token_ids,
-            "fingerprint": decoder_fingerprint,
-        },
-        "adapter": adapter_entry,
-        "prompt": prompt,
-        "files": dict(sorted(files.items())),
-    }
-    atomic_write_text(manifest_path, json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
-    progress(f"wrote manifest.json: export of {out} complete")
-    return manifest
 
 
 def export_adapter(path: Path, out: Path, encoder_dim: int, hidden: int, encoder_fingerprint: str,
@@ -286,9 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="adapter safetensors (default: onnx/adapter/adapter.safetensors, used if present)")
     parser.add_argument("--prompt", type=Path, default=DEFAULT_PROMPT, help="prompt template JSON")
     parser.add_argument("--name", help="name recorded in the manifest (default: the --out folder name)")
+    parser.add_argument("--no-golden", action="store_true",
+                        help="skip the NumPy reference values (golden.json, used by the tests; slow on large models)")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    export(args.out, args.decoder_gguf, args.decoder_hf, args.encoder_dir, args.adapter, args.prompt, args.name)
+    export(args.out, args.decoder_gguf, args.decoder_hf, args.encoder_dir, args.adapter, args.prompt, args.name,
+           golden=not args.no_golden)
     print(f"export finished in {time.monotonic() - started:.1f}s", flush=True)
     return 0
 
