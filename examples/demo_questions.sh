@@ -13,7 +13,7 @@ ask() { # doc mode question
 ask 1941-Roosevelt-1.txt rag "Which Congress is Roosevelt addressing?"
 ask 1941-Roosevelt-1.txt rag "What is the first of the four essential human freedoms?"
 ask 1823-Monroe-1.txt rag "Which European power did the United States negotiate with over the northwest coast of the continent?"
-ask 1962-Kennedy-1.txt rag "What did Kennedy say about the space program?" 2>/dev/null || true
+ask 1961-Kennedy-1.txt rag "What did Kennedy say about the space program?"
 ask 1790-Washington-1.txt full "Who is being addressed?"
 
 if [ -n "$ext" ]; then

