@@ -27,7 +27,7 @@ export LD_LIBRARY_PATH := $(CURDIR)/$(GPU_RUNTIME)$(if $(LD_LIBRARY_PATH),:$(LD_
 setup: runtime-gpu
 endif
 
-.PHONY: setup venv venv-dist venv-data models runtime-gpu env build ext sqlite3-shell demo bench train train-data test test-rust test-python clean
+.PHONY: setup venv venv-dist venv-data models runtime-gpu env build ext sqlite3-shell demo bench train train-data eval-adapter test test-rust test-python clean
 
 setup: models build
 
@@ -112,8 +112,14 @@ $(VENV)/.installed-train: $(VENV)/.installed requirements-train.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
 	touch $@
 
-train-data: setup venv-data $(VENV)/.installed-train
-	PYTHONPATH=onnx $(PY) -m e2llm_offline.train_data --out data/train
+# The data the shipped adapter was trained on (seed 0): 1,200 HotpotQA questions + 400 synthetic facts.
+train-data: setup venv-data
+	PYTHONPATH=onnx $(PY) -m e2llm_offline.train_data --out data/train --hotpot-train 1200 --synthetic 400
 
-train: train-data
+train: train-data $(VENV)/.installed-train
 	PYTHONPATH=onnx $(PY) -m e2llm_offline.train --config $(TRAIN_CONFIG)
+
+# Held-out HotpotQA per mode, paired bootstrap, reconstruction F1 -> reports/adapter_eval.md
+eval-adapter: setup
+	test -f data/train/eval.db || $(MAKE) train-data
+	$(PY) bench/eval_adapter.py

@@ -33,8 +33,12 @@ class GpuMemory:
 
     def __enter__(self) -> "GpuMemory":
         self.peak = 0
-        self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
-                                      "-lms", "50"], stdout=subprocess.PIPE, text=True)
+        try:
+            self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
+                                          "-lms", "50"], stdout=subprocess.PIPE, text=True)
+        except OSError:  # no GPU here (a CPU-only dry run)
+            self.proc = None
+            return self
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         return self
@@ -45,8 +49,9 @@ class GpuMemory:
                 self.peak = max(self.peak, int(line))
 
     def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        self.proc.wait()
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait()
 
 
 def gpu_name() -> str:

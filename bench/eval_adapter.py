@@ -1,0 +1,143 @@
+"""Held-out evaluation of the trained adapter (HotpotQA questions never trained on, DESIGN.md §4/§6):
+per mode — question-only, compressed, hybrid, rag, full — exact match, F1, answer-contained rate,
+decoder input tokens; paired bootstrap of compressed vs question-only and hybrid vs rag; and
+reconstruction quality (token F1 of the text regenerated from one held-out chunk's vector).
+
+    .venv/bin/python bench/eval_adapter.py [--limit 200] [--recon 60] [--out reports]
+
+Needs `make train-data` (data/train/eval.db, eval_qa.jsonl) and `make setup` (adapter.onnx).
+Writes reports/adapter_eval.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(os.environ.get("E2LLM_BIN", ROOT / "target" / "release" / "e2llm"))
+DATA = ROOT / "data" / "train"
+MODES = ["question-only", "compressed", "hybrid", "rag", "full"]
+UNDERSTAND_QUESTION = "Repeat the document word for word."  # the understanding task's prompt in training
+
+
+def run_eval(db: Path, questions: Path, mode: str, max_new_tokens: int, out: Path, limit: int | None) -> tuple[dict, list[dict]]:
+    args = [str(BIN), "eval", "--db", str(db), "--questions", str(questions), "--mode", mode, "--json",
+            "--max-new-tokens", str(max_new_tokens), "--out", str(out)]
+    if limit:
+        args += ["--limit", str(limit)]
+    result = subprocess.run(args, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {result.stderr}")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    return json.loads(result.stdout), rows
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int = 10_000, seed: int = 0) -> dict:
+    """Mean difference a - b over questions, its 95% interval, and P(difference <= 0) under resampling."""
+    rng = np.random.default_rng(seed)
+    diff = a - b
+    means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
+    return {"mean_difference": float(diff.mean()), "ci95": [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))],
+            "p_not_better": float((means <= 0).mean())}
+
+
+def reconstruction(work: Path, count: int, seed: int) -> dict:
+    """One held-out chunk per document, compressed alone (one vector), then regenerated."""
+    con = sqlite3.connect(DATA / "eval.db")
+    chunks = con.execute("SELECT doc_id, seq, text FROM chunks ORDER BY doc_id, seq").fetchall()
+    random.Random(seed).shuffle(chunks)
+    chosen = chunks[:count]
+    docs = work / "recon.jsonl"
+    docs.write_text("".join(json.dumps({"id": f"{d}#{s}", "text": t}) + "\n" for d, s, t in chosen))
+    db = work / "recon.db"
+    subprocess.run([str(BIN), "compress", "--db", str(db), str(docs), "--json"], check=True, capture_output=True)
+    single = {d for (d,) in sqlite3.connect(db).execute(
+        "SELECT doc_id FROM chunks GROUP BY doc_id HAVING count(*) = 1")}
+    questions = work / "recon_q.jsonl"
+    questions.write_text("".join(json.dumps({"id": f"{d}#{s}", "doc_id": f"{d}#{s}", "question": UNDERSTAND_QUESTION,
+                                             "answers": [" ".join(t.split())]}) + "\n"
+                                 for d, s, t in chosen if f"{d}#{s}" in single))
+    summary, rows = run_eval(db, questions, "compressed", 192, work / "recon_out.jsonl", None)
+    return {"chunks": summary["questions"], "token_f1": summary["f1"], "exact_match": summary["exact_match"],
+            "examples": [{"original": r["answers"][0][:300], "regenerated": r["prediction"][:300]} for r in rows[:3]]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument("--recon", type=int, default=60)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--modes", nargs="*", default=MODES)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"modes": {}, "limit": args.limit, "max_new_tokens": args.max_new_tokens}
+    per_question: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for mode in args.modes:
+            summary, rows = run_eval(DATA / "eval.db", DATA / "eval_qa.jsonl", mode, args.max_new_tokens,
+                                     work / f"{mode}.jsonl", args.limit)
+            report["modes"][mode] = summary
+            per_question[mode] = rows
+            print(json.dumps(summary), flush=True)
+            (args.out / "adapter_eval.json").write_text(json.dumps(report, indent=2))
+        metric = lambda mode, key: np.array([r[key] for r in per_question[mode]])  # noqa: E731
+        report["bootstrap"] = {}
+        for a, b in (("compressed", "question-only"), ("hybrid", "rag"), ("compressed", "rag")):
+            if a in per_question and b in per_question:
+                report["bootstrap"][f"{a} - {b}"] = {key: paired_bootstrap(metric(a, key), metric(b, key))
+                                                     for key in ("f1", "contained")}
+        if args.recon:
+            report["reconstruction"] = reconstruction(work, args.recon, seed=0)
+        report["examples"] = [{"question": per_question[args.modes[0]][i]["question"],
+                               "answers": per_question[args.modes[0]][i]["answers"],
+                               **{m: per_question[m][i]["prediction"] for m in args.modes}} for i in range(5)]
+    (args.out / "adapter_eval.json").write_text(json.dumps(report, indent=2))
+    write_markdown(report, args.out / "adapter_eval.md")
+    print((args.out / "adapter_eval.md").read_text())
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    lines = ["# Adapter evaluation on held-out HotpotQA", "",
+             "`bench/eval_adapter.py`: questions from the committed held-out split "
+             "(`onnx/data/hotpotqa_heldout_ids.txt`, never trained on); each question's paragraphs are its document. "
+             f"Greedy decoding, at most {report['max_new_tokens']} new tokens.", "",
+             "| mode | questions | exact match | F1 | answer contained | decoder input tokens (mean) | time to first token p50 (ms) |",
+             "|---|---|---|---|---|---|---|"]
+    for mode, s in report["modes"].items():
+        lines.append(f"| {mode} | {s['questions']} | {s['exact_match']:.3f} | {s['f1']:.3f} | {s['contained']:.3f} | "
+                     f"{s['mean_prompt_tokens']:.0f} | {s['ttft_ms_p50']:.0f} |")
+    lines += ["", "Paired bootstrap over questions (10,000 resamples): mean difference, 95% interval, and the share of "
+              "resamples where the first mode is not better.", "",
+              "| comparison | metric | mean difference | 95% interval | P(not better) |", "|---|---|---|---|---|"]
+    for name, metrics in report.get("bootstrap", {}).items():
+        for key, b in metrics.items():
+            lines.append(f"| {name} | {key} | {b['mean_difference']:+.3f} | [{b['ci95'][0]:+.3f}, {b['ci95'][1]:+.3f}] | "
+                         f"{b['p_not_better']:.3f} |")
+    if "reconstruction" in report:
+        r = report["reconstruction"]
+        lines += ["", "## Reconstruction (understanding task)", "",
+                  f"{r['chunks']} held-out chunks, each compressed alone to one vector, regenerated with the training prompt: "
+                  f"token F1 **{r['token_f1']:.3f}** against the original text (exact match {r['exact_match']:.3f}).", ""]
+        for ex in r["examples"]:
+            lines += [f"- original: {ex['original'][:200]!r}", f"  regenerated: {ex['regenerated'][:200]!r}"]
+    lines += ["", "## Examples", ""]
+    for ex in report.get("examples", []):
+        lines.append(f"- **{ex['question']}** (gold: {ex['answers'][0]})")
+        for mode in report["modes"]:
+            lines.append(f"  - {mode}: {ex[mode]!r}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
