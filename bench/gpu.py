@@ -142,6 +142,9 @@ def main() -> None:
             with GpuMemory() as memory:
                 result = bench.bench_ask(work, args.ask_tokens, args.modes, args.runs, texts)
             result["peak_gpu_mib"] = memory.peak
+            if not result["chunks"] and report["ask"]:  # the document was compressed by the first device's run
+                first = next(iter(report["ask"].values()))
+                result["encoder_tokens"], result["chunks"] = first["encoder_tokens"], first["chunks"]
             report["ask"][device] = result
             print(device, json.dumps(result["modes"]), flush=True)
             save()
@@ -153,6 +156,10 @@ def main() -> None:
 
 
 def write_markdown(report: dict, path: Path) -> None:
+    for res in report["ask"].values():  # reports written before the fix above
+        if not res["chunks"]:
+            first = next(iter(report["ask"].values()))
+            res["encoder_tokens"], res["chunks"] = first["encoder_tokens"], first["chunks"]
     lines = ["# e2llm on CPU and CUDA, side by side", "",
              f"GPU: {report['gpu']}; {report['cpus']} CPU cores; {report['platform']}.", "",
              f"Weights: {report['weights']}.", "",
@@ -167,7 +174,8 @@ def write_markdown(report: dict, path: Path) -> None:
                      f"{r['peak_gpu_mib'] if r['device'] == 'cuda' else '—'} |")
     lines += ["", "## ask, one document", ""]
     for device, res in report["ask"].items():
-        lines += [f"**{device}** — document of {res['encoder_tokens']} encoder tokens ({res['chunks']} chunks), "
+        label = f"{device} ({report['cpus']} threads)" if device == "cpu" else device
+        lines += [f"**{label}** — document of {res['encoder_tokens']} encoder tokens ({res['chunks']} chunks), "
                   f"32 new tokens at most; peak GPU memory {res['peak_gpu_mib']} MiB:", "",
                   "| mode | prompt tokens | time to first token (ms) | total (ms) | model loading (ms) | peak RSS (MiB) |",
                   "|---|---|---|---|---|---|"]

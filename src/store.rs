@@ -119,6 +119,10 @@ impl Store {
     fn configure(&self, writable: bool) -> Result<()> {
         self.conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
         if writable {
+            // A chunk row (~2 KB: float32 x 384 + text) must fit in a page of a WITHOUT ROWID table:
+            // with SQLite's default 4 KB pages every row spilled to an overflow page, doubling the file.
+            // Takes effect only when the database is created; a no-op afterwards.
+            self.conn.execute_batch("PRAGMA page_size = 16384").map_err(|e| self.corrupt(e))?;
             // journal_mode returns a row; a non-database file fails here with "file is not a database".
             let mode: String = self
                 .conn
