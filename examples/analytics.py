@@ -20,7 +20,7 @@ def question_vector(question: str, e2llm: str = "target/release/e2llm") -> list[
 
 def main(parquet: str, question: str, e2llm: str = "target/release/e2llm") -> None:
     con = duckdb.connect()
-    con.execute("CREATE VIEW chunks AS SELECT * FROM read_parquet(?)", [parquet])
+    con.read_parquet(parquet).create_view("chunks")
     dim = con.execute("SELECT array_length(vector) FROM chunks LIMIT 1").fetchone()[0]
     print("chunks per document:")
     for doc_id, n, tokens in con.execute(
@@ -30,7 +30,8 @@ def main(parquet: str, question: str, e2llm: str = "target/release/e2llm") -> No
     query = question_vector(question, e2llm)
     print(f"\nnearest chunks to {question!r}:")
     rows = con.execute(
-        f"SELECT doc_id, seq, array_cosine_similarity(vector, ?::FLOAT[{dim}]) AS score, text "
+        # Parquet has no fixed-size list type: DuckDB reads the vectors as FLOAT[] and they are cast back.
+        f"SELECT doc_id, seq, array_cosine_similarity(vector::FLOAT[{dim}], ?::FLOAT[{dim}]) AS score, text "
         "FROM chunks ORDER BY score DESC LIMIT 5",
         [query],
     ).fetchall()

@@ -30,7 +30,9 @@ def compress_shard(shard: str, out_dir: str, binary: str, models: str, threads: 
         capture_output=True, text=True, env=dict(os.environ, E2LLM_MODELS=models),
     )
     summary = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
-    return {"shard": shard, "out": out, "exit": result.returncode, "stderr": result.stderr[-2000:],
+    # Per-document failures are in the JSON summary; errors that stop the run are on stderr.
+    reasons = "; ".join(f"{f['doc_id']}: {f['reason']}" for f in summary.get("failures", []))
+    return {"shard": shard, "out": out, "exit": result.returncode, "stderr": (reasons or result.stderr)[-2000:],
             "seconds": time.perf_counter() - started, **{k: summary.get(k) for k in ("added", "failed", "chunks")}}
 
 

@@ -41,7 +41,7 @@ def test_export_opens_in_pyarrow_pandas_and_duckdb(e2llm, corpus_db, tmp_path):
     # A cosine query in DuckDB finds the chunk that answers the question.
     query = json.loads(e2llm("embed", "the Seventy-seventh Congress").stdout.splitlines()[0])
     doc_id, text = con.execute(
-        "SELECT doc_id, text FROM read_parquet(?) ORDER BY array_cosine_similarity(vector, ?::FLOAT[384]) DESC LIMIT 1",
+        "SELECT doc_id, text FROM read_parquet(?) ORDER BY array_cosine_similarity(vector::FLOAT[384], ?::FLOAT[384]) DESC LIMIT 1",
         [str(out), query],
     ).fetchone()
     assert doc_id == "1941-Roosevelt-1.txt" and "Seventy-seventh" in text
