@@ -15,6 +15,9 @@ ask 1941-Roosevelt-1.txt rag "What is the first of the four essential human free
 ask 1823-Monroe-1.txt rag "Which European power did the United States negotiate with over the northwest coast of the continent?"
 ask 1961-Kennedy-1.txt rag "What did Kennedy say about the space program?"
 ask 1790-Washington-1.txt full "Who is being addressed?"
+# The E2LLM modes: one soft token per 128-token chunk (compressed), plus the top-k raw chunks (hybrid).
+ask 1941-Roosevelt-1.txt compressed "What is the first of the four essential human freedoms?"
+ask 1941-Roosevelt-1.txt hybrid "What is the first of the four essential human freedoms?"
 
 if [ -n "$ext" ]; then
     echo "== SQL: SELECT doc_id, e2llm_ask(doc_id, ...) FROM documents"

@@ -329,7 +329,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 println!("e2llm {}", e2llm::VERSION);
                 println!("models      {}", manifest.dir.display());
                 println!("runtime     {}", library.display());
-                println!("provider    {provider} (--device {:?})", engine.options().device);
+                println!("provider    {provider} (--device {})", format!("{:?}", engine.options().device).to_lowercase());
                 println!("encoder     {} (dim {}, fingerprint {})", manifest.encoder.source, manifest.encoder.dim, &manifest.encoder.fingerprint[..16.min(manifest.encoder.fingerprint.len())]);
                 println!("decoder     {} (hidden {}, {} layers, context {}, fingerprint {})", manifest.decoder.source, manifest.decoder.hidden,
                     manifest.decoder.layers, manifest.decoder.context_length, &manifest.decoder.fingerprint[..16.min(manifest.decoder.fingerprint.len())]);
