@@ -70,11 +70,13 @@ pub struct AskOptions {
     pub mode: Mode,
     pub max_new_tokens: usize,
     pub top_k: usize,
+    /// Reuse (and keep) the KV cache of the question-independent prompt prefix.
+    pub prefix_cache: bool,
 }
 
 impl Default for AskOptions {
     fn default() -> Self {
-        AskOptions { mode: Mode::Rag, max_new_tokens: DEFAULT_MAX_NEW_TOKENS, top_k: DEFAULT_TOP_K }
+        AskOptions { mode: Mode::Rag, max_new_tokens: DEFAULT_MAX_NEW_TOKENS, top_k: DEFAULT_TOP_K, prefix_cache: true }
     }
 }
 
@@ -110,6 +112,9 @@ pub struct Answer {
     pub chunks: Vec<usize>,
     /// True when the context was cut to fit the decoder's window.
     pub truncated: bool,
+    /// The document part of the prompt was already prefilled by an earlier question in this
+    /// process (prefix KV cache): only the question was prefilled.
+    pub prefix_cache_hit: bool,
     pub provider: String,
 }
 
@@ -180,9 +185,18 @@ impl Engine {
             context.push(Piece::Tokens(ids));
         }
 
+        // The part of the prompt that does not depend on the question: its KV cache is reused by the
+        // next question about the same document (prefix cache). Retrieved text depends on the question.
+        let shared_pieces = match mode {
+            Mode::Compressed | Mode::Full => 2 + context.len() + 1, // prefix, context_prefix, context, context_suffix
+            Mode::Hybrid => 2 + 1,                                   // prefix, context_prefix, soft tokens
+            Mode::Rag | Mode::QuestionOnly => 0,
+        };
         let pieces = prompt(template, context, question_ids);
         let before_generation = started.elapsed();
-        let generation = decoder.generate(&pieces, &GenerateOptions::new(options.max_new_tokens))?;
+        let mut generate = GenerateOptions::new(options.max_new_tokens);
+        generate.prefix_pieces = if options.prefix_cache { shared_pieces } else { 0 };
+        let generation = decoder.generate(&pieces, &generate)?;
         Ok(Answer {
             answer: generation.text,
             mode,
@@ -194,6 +208,7 @@ impl Engine {
             load_ms,
             chunks: selected,
             truncated,
+            prefix_cache_hit: generation.prefix_cache_hit,
             provider: decoder.provider().to_string(),
         })
     }

@@ -2,7 +2,9 @@
 //! embedded, prefilled in slices (bounded memory) into a KV cache, then decoded greedily one token
 //! per step, reusing the cache, until EOS or `max_new_tokens`.
 
-use std::sync::Mutex;
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
@@ -34,12 +36,67 @@ pub struct GenerateOptions {
     pub max_new_tokens: usize,
     /// Prompt positions per prefill step.
     pub prefill_slice: usize,
+    /// The first `prefix_pieces` pieces are a prefix shared by other prompts (the instruction and a
+    /// document's soft tokens): its KV cache is kept in the decoder's prefix cache and reused.
+    /// 0: no caching.
+    pub prefix_pieces: usize,
 }
 
 impl GenerateOptions {
     pub fn new(max_new_tokens: usize) -> Self {
-        GenerateOptions { max_new_tokens, prefill_slice: PREFILL_SLICE }
+        GenerateOptions { max_new_tokens, prefill_slice: PREFILL_SLICE, prefix_pieces: 0 }
     }
+}
+
+/// Default bound of the prefix KV cache (`E2LLM_PREFIX_CACHE_MB` overrides; 0 disables it).
+pub const DEFAULT_PREFIX_CACHE_MB: usize = 512;
+
+/// KV caches of prompt prefixes, least recently used evicted first, bounded in bytes. Keyed by a
+/// hash of the prefix's embedding rows, so a hit is the same input at the same positions: the
+/// cached keys and values are exactly those a fresh prefill would compute.
+struct PrefixCache {
+    limit_bytes: usize,
+    used_bytes: usize,
+    entries: VecDeque<CachedPrefix>,
+}
+
+struct CachedPrefix {
+    key: u64,
+    positions: usize,
+    bytes: usize,
+    kv: Arc<Vec<DynValue>>,
+}
+
+impl PrefixCache {
+    fn get(&mut self, key: u64, positions: usize) -> Option<Arc<Vec<DynValue>>> {
+        let index = self.entries.iter().position(|e| e.key == key && e.positions == positions)?;
+        let entry = self.entries.remove(index)?;
+        let kv = entry.kv.clone();
+        self.entries.push_back(entry);
+        Some(kv)
+    }
+
+    fn insert(&mut self, key: u64, positions: usize, bytes: usize, kv: Arc<Vec<DynValue>>) {
+        if bytes > self.limit_bytes {
+            return;
+        }
+        while self.used_bytes + bytes > self.limit_bytes {
+            match self.entries.pop_front() {
+                Some(old) => self.used_bytes -= old.bytes,
+                None => break,
+            }
+        }
+        self.used_bytes += bytes;
+        self.entries.push_back(CachedPrefix { key, positions, bytes, kv });
+    }
+}
+
+fn prefix_cache_limit() -> usize {
+    std::env::var("E2LLM_PREFIX_CACHE_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(DEFAULT_PREFIX_CACHE_MB)
+        .saturating_mul(1 << 20)
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +106,8 @@ pub struct Generation {
     pub prompt_tokens: usize,
     pub time_to_first_token: Duration,
     pub total: Duration,
+    /// The prompt's prefix KV cache came from the prefix cache (only the rest was prefilled).
+    pub prefix_cache_hit: bool,
 }
 
 pub struct Decoder {
@@ -58,6 +117,7 @@ pub struct Decoder {
     spec: DecoderSpec,
     input_names: Vec<(String, String)>,
     provider: Provider,
+    prefix_cache: Mutex<PrefixCache>,
 }
 
 impl Decoder {
@@ -73,7 +133,8 @@ impl Decoder {
         let input_names = (0..spec.layers)
             .map(|i| (format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value")))
             .collect();
-        Ok(Decoder { embed: Mutex::new(embed), decoder: Mutex::new(decoder), tokenizer, spec, input_names, provider })
+        let prefix_cache = Mutex::new(PrefixCache { limit_bytes: prefix_cache_limit(), used_bytes: 0, entries: VecDeque::new() });
+        Ok(Decoder { embed: Mutex::new(embed), decoder: Mutex::new(decoder), tokenizer, spec, input_names, provider, prefix_cache })
     }
 
     pub fn spec(&self) -> &DecoderSpec {
@@ -135,11 +196,26 @@ impl Decoder {
         Ok(embeds)
     }
 
+    /// Positions a piece takes in the prompt (pieces are tokenised separately).
+    fn positions(&self, piece: &Piece) -> Result<usize> {
+        Ok(match piece {
+            Piece::Text(text) => self.tokenize(text)?.len(),
+            Piece::Tokens(ids) => ids.len(),
+            Piece::Embeds(rows) => rows.len() / self.spec.hidden,
+        })
+    }
+
+    /// Bytes of the KV cache for `positions` positions.
+    fn cache_bytes(&self, positions: usize) -> usize {
+        positions * self.spec.layers * 2 * self.spec.kv_heads * self.spec.head_dim * std::mem::size_of::<f32>()
+    }
+
     /// Greedy generation from a prompt given as pieces.
     pub fn generate(&self, pieces: &[Piece], options: &GenerateOptions) -> Result<Generation> {
         let started = Instant::now();
+        let hidden = self.spec.hidden;
         let embeds = self.embed_prompt(pieces)?;
-        let prompt_tokens = embeds.len() / self.spec.hidden;
+        let prompt_tokens = embeds.len() / hidden;
         if prompt_tokens == 0 {
             return Err(Error::Invalid("empty prompt".into()));
         }
@@ -149,14 +225,40 @@ impl Decoder {
                 options.max_new_tokens, self.spec.context_length
             )));
         }
+        // The shared prefix, if any and if shorter than the prompt, and its cache key.
+        let mut prefix = 0;
+        for piece in &pieces[..options.prefix_pieces.min(pieces.len())] {
+            prefix += self.positions(piece)?;
+        }
+        let cache_limit = self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).limit_bytes;
+        let prefix = if prefix < prompt_tokens && cache_limit > 0 { prefix } else { 0 };
+        let key = (prefix > 0).then(|| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            for value in &embeds[..prefix * hidden] {
+                value.to_bits().hash(&mut hasher);
+            }
+            hasher.finish()
+        });
+        let cached = key.and_then(|k| self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).get(k, prefix));
+
         let mut session = self.decoder.lock().unwrap_or_else(|p| p.into_inner());
         let mut binding = self.binding(&session)?;
-        let mut cache = self.empty_cache()?;
+        let slice = options.prefill_slice.max(1) * hidden;
         let mut logits = Vec::new();
-        let mut position = 0;
-        for slice in embeds.chunks(options.prefill_slice.max(1) * self.spec.hidden) {
-            logits = self.step(&mut session, &mut binding, slice, position, &mut cache)?;
-            position += slice.len() / self.spec.hidden;
+        let (mut past, mut position) = match &cached {
+            Some(kv) => (kv.clone(), prefix),
+            None => (Arc::new(self.empty_cache()?), 0),
+        };
+        if let (None, Some(key)) = (&cached, key) {
+            for rows in embeds[..prefix * hidden].chunks(slice) {
+                (logits, past) = self.step(&mut session, &mut binding, rows, position, &past)?;
+                position += rows.len() / hidden;
+            }
+            self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, prefix, self.cache_bytes(prefix), past.clone());
+        }
+        for rows in embeds[position * hidden..].chunks(slice) {
+            (logits, past) = self.step(&mut session, &mut binding, rows, position, &past)?;
+            position += rows.len() / hidden;
         }
         let mut token_ids = Vec::new();
         let mut time_to_first_token = Duration::ZERO;
@@ -173,14 +275,21 @@ impl Decoder {
                 break;
             }
             let embed = self.embed_tokens(&[next])?;
-            logits = self.step(&mut session, &mut binding, &embed, position, &mut cache)?;
+            (logits, past) = self.step(&mut session, &mut binding, &embed, position, &past)?;
             position += 1;
         }
         if options.max_new_tokens == 0 {
             time_to_first_token = started.elapsed();
         }
         let text = self.detokenize(&token_ids)?;
-        Ok(Generation { text: text.trim().to_string(), token_ids, prompt_tokens, time_to_first_token, total: started.elapsed() })
+        Ok(Generation {
+            text: text.trim().to_string(),
+            token_ids,
+            prompt_tokens,
+            time_to_first_token,
+            total: started.elapsed(),
+            prefix_cache_hit: cached.is_some(),
+        })
     }
 
     fn empty_cache(&self) -> Result<Vec<DynValue>> {
@@ -207,9 +316,10 @@ impl Decoder {
         Ok(Binding { io: session.create_binding().map_err(err)?, host: memory(AllocationDevice::CPU)?, cache_memory })
     }
 
-    /// Runs `embeds` (rows of hidden) at positions `past..`, extending `cache`; returns the
-    /// logits of the last position.
-    fn step(&self, session: &mut Session, binding: &mut Binding, embeds: &[f32], past: usize, cache: &mut [DynValue]) -> Result<Vec<f32>> {
+    /// Runs `embeds` (rows of hidden) at positions `past..` after the KV cache `cache` (left as
+    /// it is: it may be shared with the prefix cache); returns the logits of the last position and
+    /// the extended cache.
+    fn step(&self, session: &mut Session, binding: &mut Binding, embeds: &[f32], past: usize, cache: &[DynValue]) -> Result<(Vec<f32>, Arc<Vec<DynValue>>)> {
         let err = |e: ort::Error| Error::inference("decoder", e);
         let Binding { io: binding, host, cache_memory } = binding;
         // Outputs are bound anew each step: a binding reuses the previous step's output values as
@@ -232,14 +342,17 @@ impl Decoder {
         let mut outputs = session.run_binding(binding).map_err(err)?;
         let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(err)?;
         let logits = logits.to_vec();
+        let mut present = Vec::with_capacity(cache.len());
         for layer in 0..self.spec.layers {
-            for (slot, kind) in [(2 * layer, "key"), (2 * layer + 1, "value")] {
-                cache[slot] = outputs
-                    .remove(format!("present.{layer}.{kind}"))
-                    .ok_or_else(|| Error::inference("decoder", format!("output present.{layer}.{kind} missing")))?;
+            for kind in ["key", "value"] {
+                present.push(
+                    outputs
+                        .remove(format!("present.{layer}.{kind}"))
+                        .ok_or_else(|| Error::inference("decoder", format!("output present.{layer}.{kind} missing")))?,
+                );
             }
         }
-        Ok(logits)
+        Ok((logits, Arc::new(present)))
     }
 }
 

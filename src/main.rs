@@ -89,10 +89,16 @@ enum Command {
         /// Chunks retrieved by rag and hybrid.
         #[arg(long, default_value_t = DEFAULT_TOP_K)]
         top_k: usize,
-        /// Print one JSON object (answer, mode, prompt_tokens, ttft_ms, total_ms, ...).
+        /// Print one JSON object per question (answer, mode, prompt_tokens, ttft_ms, total_ms, ...).
         #[arg(long)]
         json: bool,
-        question: String,
+        /// Do not reuse the document's prompt prefix between questions (see E2LLM_PREFIX_CACHE_MB).
+        #[arg(long)]
+        no_prefix_cache: bool,
+        /// One or more questions, answered in turn in this process (later ones reuse the
+        /// document's prefilled prefix in compressed, hybrid and full modes).
+        #[arg(required = true)]
+        question: Vec<String>,
         #[command(flatten)]
         models: ModelArgs,
     },
@@ -220,14 +226,17 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
-        Command::Ask { db, doc, mode, max_new_tokens, top_k, json, question, models } => {
+        Command::Ask { db, doc, mode, max_new_tokens, top_k, json, no_prefix_cache, question, models } => {
             let store = Store::open_read_only(&db)?;
             let engine = models.engine()?;
-            let answer = engine.ask(&store.reader(), &doc, &question, &AskOptions { mode, max_new_tokens, top_k })?;
-            if json {
-                print_json(&answer);
-            } else {
-                println!("{}", answer.answer);
+            let options = AskOptions { mode, max_new_tokens, top_k, prefix_cache: !no_prefix_cache };
+            for question in &question {
+                let answer = engine.ask(&store.reader(), &doc, question, &options)?;
+                if json {
+                    print_json(&answer);
+                } else {
+                    println!("{}", answer.answer);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -247,7 +256,7 @@ fn run(command: Command) -> Result<ExitCode> {
             } else {
                 indicatif::ProgressBar::hidden()
             };
-            let options = AskOptions { mode, max_new_tokens, top_k };
+            let options = AskOptions { mode, max_new_tokens, top_k, prefix_cache: true };
             let (_, summary) = eval::run(
                 &engine,
                 &store.reader(),

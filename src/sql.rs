@@ -60,7 +60,7 @@ fn text_arg(ctx: &Context<'_>, index: usize, function: &str, name: &str) -> rusq
     }
 }
 
-/// Parses `{"mode": "...", "max_new_tokens": N, "top_k": K}`; unknown keys are errors.
+/// Parses `{"mode": "...", "max_new_tokens": N, "top_k": K, "prefix_cache": true}`; unknown keys are errors.
 pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
     let mut options = AskOptions::default();
     let Some(json) = json else { return Ok(options) };
@@ -81,8 +81,14 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             }
             "max_new_tokens" => options.max_new_tokens = count(value)?,
             "top_k" => options.top_k = count(value)?,
+            "prefix_cache" => {
+                options.prefix_cache =
+                    value.as_bool().ok_or_else(|| Error::Invalid("option `prefix_cache` must be true or false".into()))?
+            }
             other => {
-                return Err(Error::Invalid(format!("unknown option `{other}` (known: mode, max_new_tokens, top_k)")))
+                return Err(Error::Invalid(format!(
+                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, prefix_cache)"
+                )))
             }
         }
     }

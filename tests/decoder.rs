@@ -46,8 +46,8 @@ fn sliced_prefill_equals_one_pass_prefill() {
     let decoder = common::engine().decoder().unwrap();
     let filler = "The quick brown fox jumps over the lazy dog. ".repeat(60);
     let prompt = vec![Piece::Text(format!("<|im_start|>user\n{filler}\nWhat animal jumps?<|im_end|>\n<|im_start|>assistant\n"))];
-    let one_pass = decoder.generate(&prompt, &GenerateOptions { max_new_tokens: 6, prefill_slice: 4096 }).unwrap();
-    let sliced = decoder.generate(&prompt, &GenerateOptions { max_new_tokens: 6, prefill_slice: 100 }).unwrap();
+    let one_pass = decoder.generate(&prompt, &GenerateOptions { max_new_tokens: 6, prefill_slice: 4096, prefix_pieces: 0 }).unwrap();
+    let sliced = decoder.generate(&prompt, &GenerateOptions { max_new_tokens: 6, prefill_slice: 100, prefix_pieces: 0 }).unwrap();
     assert!(one_pass.prompt_tokens > 500);
     assert!(!one_pass.token_ids.is_empty());
     assert_eq!(one_pass.token_ids, sliced.token_ids);
