@@ -46,6 +46,19 @@ fn user_error(message: impl Into<String>) -> rusqlite::Error {
     rusqlite::Error::UserFunctionError(message.into().into())
 }
 
+/// Runs a SQL function's body so that no panic unwinds into the host process: a panic becomes an
+/// SQL error naming the function (the host's statement fails, the host goes on).
+fn guard<T>(function: &str, body: impl FnOnce() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(user_error(format!("{function}: internal error (please report): {reason}")))
+    })
+}
+
 fn to_sql_error(e: Error) -> rusqlite::Error {
     user_error(e.to_string())
 }
@@ -121,23 +134,23 @@ fn ask(ctx: &Context<'_>, function: &str) -> rusqlite::Result<crate::ask::Answer
 /// Registers the e2llm SQL functions on `conn`.
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8;
-    conn.create_scalar_function("e2llm_ask", -1, flags, |ctx| ask(ctx, "e2llm_ask").map(|a| a.answer))?;
+    conn.create_scalar_function("e2llm_ask", -1, flags, |ctx| guard("e2llm_ask", || ask(ctx, "e2llm_ask").map(|a| a.answer)))?;
     conn.create_scalar_function("e2llm_ask_json", -1, flags, |ctx| {
-        ask(ctx, "e2llm_ask_json").map(|a| serde_json::to_string(&a).expect("answers serialise"))
+        guard("e2llm_ask_json", || ask(ctx, "e2llm_ask_json").map(|a| serde_json::to_string(&a).expect("answers serialise")))
     })?;
-    conn.create_scalar_function("e2llm_embed", 1, flags | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+    conn.create_scalar_function("e2llm_embed", 1, flags | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| guard("e2llm_embed", || {
         let text = text_arg(ctx, 0, "e2llm_embed", "text")?;
         let encoder = engine().and_then(|e| e.encoder()).map_err(to_sql_error)?;
         let vectors = encoder.embed(&[&text], 1).map_err(to_sql_error)?;
         Ok(Value::Blob(vector::to_blob(vectors.row(0))))
-    })?;
-    conn.create_scalar_function("e2llm_version", 0, flags, |_ctx| {
+    }))?;
+    conn.create_scalar_function("e2llm_version", 0, flags, |_ctx| guard("e2llm_version", || {
         let shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
         let models = shared.models_dir.clone().unwrap_or_else(default_models_dir);
         let loaded = shared.engine.as_ref().map(|e| e.loaded().join(",")).unwrap_or_default();
         Ok(format!("e2llm {} (models {}; loaded: {})", crate::VERSION, models.display(), if loaded.is_empty() { "none" } else { &loaded }))
-    })?;
-    conn.create_scalar_function("e2llm_models", 1, flags, |ctx| {
+    }))?;
+    conn.create_scalar_function("e2llm_models", 1, flags, |ctx| guard("e2llm_models", || {
         let dir = PathBuf::from(text_arg(ctx, 0, "e2llm_models", "dir")?);
         crate::manifest::Manifest::load(&dir).map_err(to_sql_error)?;
         let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
@@ -147,13 +160,44 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
         }
         shared.models_dir = Some(dir.clone());
         Ok(dir.display().to_string())
-    })?;
+    }))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_inside_a_function_becomes_an_sql_error() {
+        let result: rusqlite::Result<()> = guard("e2llm_test", || panic!("boom"));
+        let message = result.unwrap_err().to_string();
+        assert!(message.contains("e2llm_test") && message.contains("boom"), "{message}");
+        assert_eq!(guard("e2llm_test", || Ok(7)).unwrap(), 7);
+    }
+
+    proptest::proptest! {
+        /// Any text as options: parsed or refused with an error, never a panic; accepted options are valid.
+        #[test]
+        fn options_never_panic(text in ".{0,80}") {
+            if let Ok(options) = parse_options(Some(&text)) {
+                proptest::prop_assert!(options.validate().is_ok());
+            }
+        }
+
+        /// Any JSON object of known keys with arbitrary values: accepted only within the limits.
+        #[test]
+        fn options_within_limits(max in proptest::num::i64::ANY, top_k in proptest::num::i64::ANY, mode in "[a-z-]{0,14}") {
+            let json = format!(r#"{{"mode":"{mode}","max_new_tokens":{max},"top_k":{top_k}}}"#);
+            match parse_options(Some(&json)) {
+                Ok(o) => {
+                    proptest::prop_assert!(o.max_new_tokens <= crate::ask::MAX_NEW_TOKENS_LIMIT && o.top_k >= 1);
+                    proptest::prop_assert_eq!(o.max_new_tokens as i64, max);
+                }
+                Err(e) => proptest::prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+    }
 
     #[test]
     fn options_parse_and_reject_bad_values() {

@@ -37,6 +37,28 @@ pub fn top_k(query: &[f32], matrix: &[f32], dim: usize, k: usize) -> Vec<(usize,
 }
 
 #[cfg(test)]
+mod proptests {
+    use super::*;
+
+    proptest::proptest! {
+        /// Any bytes: decoded only when the length is exactly 4 × dim and every component finite;
+        /// a decoded vector re-encodes to the same bytes.
+        #[test]
+        fn blobs_decode_or_fail_cleanly(blob in proptest::collection::vec(proptest::num::u8::ANY, 0..64), dim in 0usize..20) {
+            match from_blob(&blob, dim) {
+                Ok(v) => {
+                    proptest::prop_assert_eq!(v.len(), dim);
+                    proptest::prop_assert!(v.iter().all(|x| x.is_finite()));
+                    proptest::prop_assert_eq!(to_blob(&v), blob);
+                }
+                Err(_) => proptest::prop_assert!(blob.len() != dim * 4 || dim == 0 || blob.chunks_exact(4)
+                    .any(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite())),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
