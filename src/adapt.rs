@@ -26,7 +26,9 @@ impl Adapter {
         })?;
         let mismatch = |what: &str, adapter: &dyn std::fmt::Display, model: &dyn std::fmt::Display| {
             Err(Error::AdapterMismatch {
-                reason: format!("adapter {what} is {adapter} but the models have {model}; retrain the adapter for these models"),
+                reason: format!(
+                    "adapter {what} is {adapter} but the models have {model}; retrain the adapter for these models"
+                ),
             })
         };
         if spec.encoder_dim != manifest.encoder.dim {

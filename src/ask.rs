@@ -189,7 +189,7 @@ impl Engine {
         // next question about the same document (prefix cache). Retrieved text depends on the question.
         let shared_pieces = match mode {
             Mode::Compressed | Mode::Full => 2 + context.len() + 1, // prefix, context_prefix, context, context_suffix
-            Mode::Hybrid => 2 + 1,                                   // prefix, context_prefix, soft tokens
+            Mode::Hybrid => 2 + 1,                                  // prefix, context_prefix, soft tokens
             Mode::Rag | Mode::QuestionOnly => 0,
         };
         let pieces = prompt(template, context, question_ids);
@@ -214,11 +214,19 @@ impl Engine {
     }
 
     /// The `top_k` chunks most similar to the question, in document order.
-    fn retrieve(&self, document: &DocumentRow, chunks: &StoredChunks, question: &str, top_k: usize, store: &Reader<'_>) -> Result<Vec<usize>> {
+    fn retrieve(
+        &self,
+        document: &DocumentRow,
+        chunks: &StoredChunks,
+        question: &str,
+        top_k: usize,
+        store: &Reader<'_>,
+    ) -> Result<Vec<usize>> {
         let encoder = self.encoder()?;
         check_encoder(document, encoder.fingerprint(), store)?;
         let query = encoder.embed(&[question], 1)?;
-        let mut best: Vec<usize> = vector::top_k(query.row(0), &chunks.vectors, chunks.dim, top_k).into_iter().map(|(i, _)| i).collect();
+        let mut best: Vec<usize> =
+            vector::top_k(query.row(0), &chunks.vectors, chunks.dim, top_k).into_iter().map(|(i, _)| i).collect();
         best.sort_unstable();
         Ok(best)
     }

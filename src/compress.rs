@@ -108,7 +108,12 @@ impl Sink<'_> {
     }
 }
 
-pub fn compress(engine: &Engine, target: Target<'_>, inputs: &[PathBuf], options: &CompressOptions) -> Result<CompressSummary> {
+pub fn compress(
+    engine: &Engine,
+    target: Target<'_>,
+    inputs: &[PathBuf],
+    options: &CompressOptions,
+) -> Result<CompressSummary> {
     let encoder = engine.encoder()?;
     // Throughput counts from here: model loading is a once-per-process cost.
     let started = Instant::now();
@@ -178,7 +183,9 @@ pub fn compress(engine: &Engine, target: Target<'_>, inputs: &[PathBuf], options
         let mut ready = Vec::new();
         for (read, chunks) in chunked {
             match chunks {
-                Ok(chunks) if chunks.is_empty() => fail(&mut summary, read.doc_id, format!("{}: no tokens in text", read.source)),
+                Ok(chunks) if chunks.is_empty() => {
+                    fail(&mut summary, read.doc_id, format!("{}: no tokens in text", read.source))
+                }
                 Ok(chunks) => ready.push((read, chunks)),
                 Err(e) => fail(&mut summary, read.doc_id, e.to_string()),
             }
@@ -224,12 +231,17 @@ pub fn compress(engine: &Engine, target: Target<'_>, inputs: &[PathBuf], options
         sink.write(documents)?;
         progress.inc(group.len() as u64);
         let seconds = started.elapsed().as_secs_f64();
-        progress.set_message(format!("{} chunks, {:.0} chunks/s", summary.chunks, summary.chunks as f64 / seconds.max(1e-9)));
+        progress.set_message(format!(
+            "{} chunks, {:.0} chunks/s",
+            summary.chunks,
+            summary.chunks as f64 / seconds.max(1e-9)
+        ));
     }
     progress.finish_and_clear();
     if let (Sink::Parquet(parquet), Some((tmp, out))) = (sink, parquet_out) {
         parquet.finish()?;
-        std::fs::rename(&tmp, &out).map_err(|e| Error::io(format!("renaming {} to {}", tmp.display(), out.display()), e))?;
+        std::fs::rename(&tmp, &out)
+            .map_err(|e| Error::io(format!("renaming {} to {}", tmp.display(), out.display()), e))?;
     }
     summary.seconds = started.elapsed().as_secs_f64();
     summary.chunks_per_second = summary.chunks as f64 / summary.seconds.max(1e-9);

@@ -133,8 +133,17 @@ impl Decoder {
         let input_names = (0..spec.layers)
             .map(|i| (format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value")))
             .collect();
-        let prefix_cache = Mutex::new(PrefixCache { limit_bytes: prefix_cache_limit(), used_bytes: 0, entries: VecDeque::new() });
-        Ok(Decoder { embed: Mutex::new(embed), decoder: Mutex::new(decoder), tokenizer, spec, input_names, provider, prefix_cache })
+        let prefix_cache =
+            Mutex::new(PrefixCache { limit_bytes: prefix_cache_limit(), used_bytes: 0, entries: VecDeque::new() });
+        Ok(Decoder {
+            embed: Mutex::new(embed),
+            decoder: Mutex::new(decoder),
+            tokenizer,
+            spec,
+            input_names,
+            provider,
+            prefix_cache,
+        })
     }
 
     pub fn spec(&self) -> &DecoderSpec {
@@ -165,7 +174,10 @@ impl Decoder {
             return Ok(Vec::new());
         }
         if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.spec.vocab) {
-            return Err(Error::Invalid(format!("token id {bad} outside the decoder's vocabulary of {}", self.spec.vocab)));
+            return Err(Error::Invalid(format!(
+                "token id {bad} outside the decoder's vocabulary of {}",
+                self.spec.vocab
+            )));
         }
         let err = |e: ort::Error| Error::inference("embed", e);
         let mut session = self.embed.lock().unwrap_or_else(|p| p.into_inner());
@@ -187,7 +199,10 @@ impl Decoder {
                 Piece::Tokens(ids) => embeds.extend(self.embed_tokens(ids)?),
                 Piece::Embeds(rows) => {
                     if rows.len() % hidden != 0 {
-                        return Err(Error::Invalid(format!("soft tokens of {} floats are not rows of {hidden}", rows.len())));
+                        return Err(Error::Invalid(format!(
+                            "soft tokens of {} floats are not rows of {hidden}",
+                            rows.len()
+                        )));
                     }
                     embeds.extend_from_slice(rows);
                 }
@@ -254,7 +269,12 @@ impl Decoder {
                 (logits, past) = self.step(&mut session, &mut binding, rows, position, &past)?;
                 position += rows.len() / hidden;
             }
-            self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, prefix, self.cache_bytes(prefix), past.clone());
+            self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                key,
+                prefix,
+                self.cache_bytes(prefix),
+                past.clone(),
+            );
         }
         for rows in embeds[position * hidden..].chunks(slice) {
             (logits, past) = self.step(&mut session, &mut binding, rows, position, &past)?;
@@ -319,7 +339,14 @@ impl Decoder {
     /// Runs `embeds` (rows of hidden) at positions `past..` after the KV cache `cache` (left as
     /// it is: it may be shared with the prefix cache); returns the logits of the last position and
     /// the extended cache.
-    fn step(&self, session: &mut Session, binding: &mut Binding, embeds: &[f32], past: usize, cache: &[DynValue]) -> Result<(Vec<f32>, Arc<Vec<DynValue>>)> {
+    fn step(
+        &self,
+        session: &mut Session,
+        binding: &mut Binding,
+        embeds: &[f32],
+        past: usize,
+        cache: &[DynValue],
+    ) -> Result<(Vec<f32>, Arc<Vec<DynValue>>)> {
         let err = |e: ort::Error| Error::inference("decoder", e);
         let Binding { io: binding, host, cache_memory } = binding;
         // Outputs are bound anew each step: a binding reuses the previous step's output values as
@@ -332,8 +359,12 @@ impl Decoder {
         }
         let n = embeds.len() / self.spec.hidden;
         let positions: Vec<i64> = (past as i64..(past + n) as i64).collect();
-        binding.bind_input("inputs_embeds", &Tensor::from_array(([1, n, self.spec.hidden], embeds.to_vec())).map_err(err)?).map_err(err)?;
-        binding.bind_input("attention_mask", &Tensor::from_array(([1, past + n], vec![1i64; past + n])).map_err(err)?).map_err(err)?;
+        binding
+            .bind_input("inputs_embeds", &Tensor::from_array(([1, n, self.spec.hidden], embeds.to_vec())).map_err(err)?)
+            .map_err(err)?;
+        binding
+            .bind_input("attention_mask", &Tensor::from_array(([1, past + n], vec![1i64; past + n])).map_err(err)?)
+            .map_err(err)?;
         binding.bind_input("position_ids", &Tensor::from_array(([1, n], positions)).map_err(err)?).map_err(err)?;
         for (layer, (key, value)) in self.input_names.iter().enumerate() {
             binding.bind_input(key.as_str(), &cache[2 * layer]).map_err(err)?;

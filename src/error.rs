@@ -8,7 +8,9 @@ pub enum Error {
     #[error("models directory {path} not found: run `make setup` (or pass --models / set E2LLM_MODELS)")]
     ModelsMissing { path: PathBuf },
 
-    #[error("model file {path} is missing or unreadable ({reason}): re-run `make setup` to rebuild the models directory")]
+    #[error(
+        "model file {path} is missing or unreadable ({reason}): re-run `make setup` to rebuild the models directory"
+    )]
     ModelFile { path: PathBuf, reason: String },
 
     #[error("models manifest {path} is invalid: {reason}")]
@@ -26,7 +28,9 @@ pub enum Error {
     #[error("tokenizer {what}: {reason}")]
     Tokenizer { what: String, reason: String },
 
-    #[error("mode `{mode}` needs the trained adapter (adapter.onnx), which this models directory does not have: {hint}")]
+    #[error(
+        "mode `{mode}` needs the trained adapter (adapter.onnx), which this models directory does not have: {hint}"
+    )]
     AdapterMissing { mode: String, hint: String },
 
     #[error("adapter does not match the loaded models: {reason}")]

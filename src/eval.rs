@@ -52,7 +52,8 @@ pub struct EvalSummary {
 
 /// Lowercase, drop punctuation and English articles, collapse whitespace.
 pub fn normalize(text: &str) -> String {
-    let lowered: String = text.to_lowercase().chars().map(|c| if c.is_alphanumeric() || c.is_whitespace() { c } else { ' ' }).collect();
+    let lowered: String =
+        text.to_lowercase().chars().map(|c| if c.is_alphanumeric() || c.is_whitespace() { c } else { ' ' }).collect();
     lowered.split_whitespace().filter(|w| !matches!(*w, "a" | "an" | "the")).collect::<Vec<_>>().join(" ")
 }
 
@@ -118,7 +119,14 @@ pub fn read_questions(path: &Path) -> Result<Vec<Question>> {
 }
 
 /// Answers every question; a failing question is scored 0 and recorded, the run goes on.
-pub fn run(engine: &Engine, store: &Reader<'_>, questions: &[Question], options: &AskOptions, mut out: Option<&mut dyn Write>, mut on_done: impl FnMut(usize)) -> Result<(Vec<Scored>, EvalSummary)> {
+pub fn run(
+    engine: &Engine,
+    store: &Reader<'_>,
+    questions: &[Question],
+    options: &AskOptions,
+    mut out: Option<&mut dyn Write>,
+    mut on_done: impl FnMut(usize),
+) -> Result<(Vec<Scored>, EvalSummary)> {
     let mut results = Vec::with_capacity(questions.len());
     for (index, question) in questions.iter().enumerate() {
         let answer: Result<Answer> = engine.ask(store, &question.doc_id, &question.question, options);

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow::datatypes::{DataType, Field, Float32Type, Int32Type, Int64Type, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -176,9 +178,12 @@ pub fn read(path: &Path) -> Result<(EncoderInfo, Vec<NewDocument>)> {
     let label = path.display().to_string();
     let err = |reason: String| Error::Parquet { path: label.clone(), reason };
     let file = File::open(path).map_err(|e| err(e.to_string()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(format!("not a readable Parquet file: {e}")))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(format!("not a readable Parquet file: {e}")))?;
     let metadata = builder.schema().metadata().clone();
-    let meta = |key: &str| metadata.get(key).cloned().ok_or_else(|| err(format!("schema metadata lacks `{key}` (not an e2llm export?)")));
+    let meta = |key: &str| {
+        metadata.get(key).cloned().ok_or_else(|| err(format!("schema metadata lacks `{key}` (not an e2llm export?)")))
+    };
     let number = |key: &str| meta(key)?.parse::<usize>().map_err(|e| err(format!("`{key}`: {e}")));
     let encoder = EncoderInfo {
         fingerprint: meta(META_FINGERPRINT)?,
@@ -190,7 +195,14 @@ pub fn read(path: &Path) -> Result<(EncoderInfo, Vec<NewDocument>)> {
     for field in expected.fields() {
         match builder.schema().field_with_name(field.name()) {
             Ok(found) if found.data_type() == field.data_type() => {}
-            Ok(found) => return Err(err(format!("column `{}` is {}, expected {}", field.name(), found.data_type(), field.data_type()))),
+            Ok(found) => {
+                return Err(err(format!(
+                    "column `{}` is {}, expected {}",
+                    field.name(),
+                    found.data_type(),
+                    field.data_type()
+                )))
+            }
             Err(_) => return Err(err(format!("missing column `{}`", field.name()))),
         }
     }
@@ -200,11 +212,13 @@ pub fn read(path: &Path) -> Result<(EncoderInfo, Vec<NewDocument>)> {
         let batch = batch.map_err(|e| err(e.to_string()))?;
         let column = |name: &str| batch.column_by_name(name).expect("columns checked above");
         let strings = |name: &str| column(name).as_string::<i32>().clone();
-        let (doc_ids, texts, sources, hashes) = (strings("doc_id"), strings("text"), strings("source"), strings("content_sha256"));
+        let (doc_ids, texts, sources, hashes) =
+            (strings("doc_id"), strings("text"), strings("source"), strings("content_sha256"));
         let int32 = |name: &str| column(name).as_primitive::<Int32Type>().clone();
         let int64 = |name: &str| column(name).as_primitive::<Int64Type>().clone();
         let (seqs, token_starts, token_ends) = (int32("seq"), int32("token_start"), int32("token_end"));
-        let (byte_starts, byte_ends, doc_tokens, doc_bytes) = (int64("byte_start"), int64("byte_end"), int64("doc_tokens"), int64("doc_bytes"));
+        let (byte_starts, byte_ends, doc_tokens, doc_bytes) =
+            (int64("byte_start"), int64("byte_end"), int64("doc_tokens"), int64("doc_bytes"));
         let vectors = column("vector").as_fixed_size_list();
         for i in 0..batch.num_rows() {
             if doc_ids.is_null(i) || texts.is_null(i) || vectors.is_null(i) {
@@ -213,7 +227,11 @@ pub fn read(path: &Path) -> Result<(EncoderInfo, Vec<NewDocument>)> {
             let values = vectors.value(i);
             let values = values.as_primitive::<Float32Type>();
             if values.null_count() > 0 || values.values().iter().any(|v| !v.is_finite()) {
-                return Err(err(format!("document `{}` chunk {}: vector has null, NaN or infinite values", doc_ids.value(i), seqs.value(i))));
+                return Err(err(format!(
+                    "document `{}` chunk {}: vector has null, NaN or infinite values",
+                    doc_ids.value(i),
+                    seqs.value(i)
+                )));
             }
             let doc_id = doc_ids.value(i);
             if documents.last().is_none_or(|d| d.doc_id != doc_id) {

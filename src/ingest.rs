@@ -18,10 +18,20 @@ pub const TEXT_EXTENSIONS: &[&str] = &["txt", "text", "md", "markdown", "rst"];
 /// Where one document comes from. Text files are read lazily (one at a time, in the batch).
 #[derive(Debug, Clone)]
 pub enum Source {
-    File { doc_id: String, path: PathBuf },
-    Record { doc_id: String, source: String, text: String },
+    File {
+        doc_id: String,
+        path: PathBuf,
+    },
+    Record {
+        doc_id: String,
+        source: String,
+        text: String,
+    },
     /// An input that could not be read or parsed; reported as a failed document.
-    Failed { doc_id: String, reason: String },
+    Failed {
+        doc_id: String,
+        reason: String,
+    },
 }
 
 impl Source {
@@ -42,7 +52,9 @@ impl Source {
                 };
                 match String::from_utf8(bytes) {
                     Ok(text) => check_text(doc_id, source, text),
-                    Err(e) => Err((doc_id, format!("{source} is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to()))),
+                    Err(e) => {
+                        Err((doc_id, format!("{source} is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to())))
+                    }
                 }
             }
             Source::Record { doc_id, source, text } => check_text(doc_id, source, text),
@@ -51,7 +63,11 @@ impl Source {
     }
 }
 
-fn check_text(doc_id: String, source: String, text: String) -> std::result::Result<(String, String, String), (String, String)> {
+fn check_text(
+    doc_id: String,
+    source: String,
+    text: String,
+) -> std::result::Result<(String, String, String), (String, String)> {
     if text.trim().is_empty() {
         return Err((doc_id, format!("{source}: empty text")));
     }
@@ -90,7 +106,9 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
         if path.is_dir() {
             walk(&path, files)?;
-        } else if extension(&path).is_some_and(|e| TEXT_EXTENSIONS.contains(&e.as_str()) || e == "jsonl" || e == "parquet") {
+        } else if extension(&path)
+            .is_some_and(|e| TEXT_EXTENSIONS.contains(&e.as_str()) || e == "jsonl" || e == "parquet")
+        {
             files.push(path);
         }
     }
@@ -124,7 +142,9 @@ fn read_jsonl(path: &Path, out: &mut Vec<Source>) {
         let here = format!("{name}:{line_no}");
         let bytes = match line {
             Ok(bytes) => bytes,
-            Err(e) => return out.push(Source::Failed { doc_id: here.clone(), reason: format!("cannot read {here}: {e}") }),
+            Err(e) => {
+                return out.push(Source::Failed { doc_id: here.clone(), reason: format!("cannot read {here}: {e}") })
+            }
         };
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -163,10 +183,14 @@ fn read_parquet(path: &Path, out: &mut Vec<Source>) -> std::result::Result<(), S
     for batch in reader {
         let batch = batch.map_err(|e| format!("{name}: {e}"))?;
         let column = |wanted: &str| {
-            batch.column_by_name(wanted).cloned().ok_or_else(|| format!("{name} has no `{wanted}` column (needs `id` and `text`)"))
+            batch
+                .column_by_name(wanted)
+                .cloned()
+                .ok_or_else(|| format!("{name} has no `{wanted}` column (needs `id` and `text`)"))
         };
         let ids = arrow::compute::cast(&column("id")?, &DataType::Utf8).map_err(|e| format!("{name}: `id`: {e}"))?;
-        let texts = arrow::compute::cast(&column("text")?, &DataType::Utf8).map_err(|e| format!("{name}: `text`: {e}"))?;
+        let texts =
+            arrow::compute::cast(&column("text")?, &DataType::Utf8).map_err(|e| format!("{name}: `text`: {e}"))?;
         let (ids, texts) = (ids.as_string::<i32>(), texts.as_string::<i32>());
         for i in 0..batch.num_rows() {
             let here = format!("{name}#{row}");
@@ -176,7 +200,11 @@ fn read_parquet(path: &Path, out: &mut Vec<Source>) -> std::result::Result<(), S
             } else if texts.is_null(i) {
                 out.push(Source::Failed { doc_id: ids.value(i).to_string(), reason: format!("{here}: null `text`") });
             } else {
-                out.push(Source::Record { doc_id: ids.value(i).to_string(), source: here, text: texts.value(i).to_string() });
+                out.push(Source::Record {
+                    doc_id: ids.value(i).to_string(),
+                    source: here,
+                    text: texts.value(i).to_string(),
+                });
             }
         }
     }

@@ -13,7 +13,11 @@ use e2llm::store::Store;
 use e2llm::{eval, Result};
 
 #[derive(Parser)]
-#[command(name = "e2llm", version, about = "Compress long documents into chunk vectors in SQLite and answer questions over them")]
+#[command(
+    name = "e2llm",
+    version,
+    about = "Compress long documents into chunk vectors in SQLite and answer questions over them"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -189,7 +193,12 @@ fn report_transfer(summary: &e2llm::export::TransferSummary, json: bool, verb: &
     } else {
         println!(
             "{verb} {} chunks of {} documents ({}: {} bytes) in {:.2} s ({:.0} rows/s)",
-            summary.rows, summary.documents, file.display(), summary.bytes, summary.seconds, summary.rows_per_second
+            summary.rows,
+            summary.documents,
+            file.display(),
+            summary.bytes,
+            summary.seconds,
+            summary.rows_per_second
         );
     }
 }
@@ -248,7 +257,10 @@ fn run(command: Command) -> Result<ExitCode> {
                 questions.truncate(limit);
             }
             let mut file = match &out {
-                Some(path) => Some(std::fs::File::create(path).map_err(|e| e2llm::Error::io(format!("creating {}", path.display()), e))?),
+                Some(path) => Some(
+                    std::fs::File::create(path)
+                        .map_err(|e| e2llm::Error::io(format!("creating {}", path.display()), e))?,
+                ),
                 None => None,
             };
             let progress = if std::io::stderr().is_terminal() {
@@ -338,20 +350,38 @@ fn run(command: Command) -> Result<ExitCode> {
                 println!("e2llm {}", e2llm::VERSION);
                 println!("models      {}", manifest.dir.display());
                 println!("runtime     {}", library.display());
-                println!("provider    {provider} (--device {})", format!("{:?}", engine.options().device).to_lowercase());
-                println!("encoder     {} (dim {}, fingerprint {})", manifest.encoder.source, manifest.encoder.dim, &manifest.encoder.fingerprint[..16.min(manifest.encoder.fingerprint.len())]);
-                println!("decoder     {} (hidden {}, {} layers, context {}, fingerprint {})", manifest.decoder.source, manifest.decoder.hidden,
-                    manifest.decoder.layers, manifest.decoder.context_length, &manifest.decoder.fingerprint[..16.min(manifest.decoder.fingerprint.len())]);
+                println!(
+                    "provider    {provider} (--device {})",
+                    format!("{:?}", engine.options().device).to_lowercase()
+                );
+                println!(
+                    "encoder     {} (dim {}, fingerprint {})",
+                    manifest.encoder.source,
+                    manifest.encoder.dim,
+                    &manifest.encoder.fingerprint[..16.min(manifest.encoder.fingerprint.len())]
+                );
+                println!(
+                    "decoder     {} (hidden {}, {} layers, context {}, fingerprint {})",
+                    manifest.decoder.source,
+                    manifest.decoder.hidden,
+                    manifest.decoder.layers,
+                    manifest.decoder.context_length,
+                    &manifest.decoder.fingerprint[..16.min(manifest.decoder.fingerprint.len())]
+                );
                 match &manifest.adapter {
-                    Some(adapter) => println!("adapter     {} ({} -> {})", adapter.source, adapter.encoder_dim, adapter.hidden),
+                    Some(adapter) => {
+                        println!("adapter     {} ({} -> {})", adapter.source, adapter.encoder_dim, adapter.hidden)
+                    }
                     None => println!("adapter     none (compressed and hybrid modes unavailable)"),
                 }
                 if verify {
                     println!("files       {} verified (sha256)", manifest.files.len());
                 }
                 if let Some(stats) = stats {
-                    println!("database    {} documents, {} chunks, {} text bytes, {} vector bytes, {} file bytes",
-                        stats.documents, stats.chunks, stats.text_bytes, stats.vector_bytes, stats.file_bytes);
+                    println!(
+                        "database    {} documents, {} chunks, {} text bytes, {} vector bytes, {} file bytes",
+                        stats.documents, stats.chunks, stats.text_bytes, stats.vector_bytes, stats.file_bytes
+                    );
                 }
                 for id in doc_ids.unwrap_or_default() {
                     println!("  {id}");

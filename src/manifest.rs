@@ -87,14 +87,10 @@ impl Manifest {
             return Err(Error::ModelsMissing { path: dir.to_path_buf() });
         }
         let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::ModelFile {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::Manifest {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::ModelFile { path: path.clone(), reason: e.to_string() })?;
+        let mut manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| Error::Manifest { path: path.clone(), reason: e.to_string() })?;
         if manifest.format_version != FORMAT_VERSION {
             return Err(Error::Manifest {
                 path,
@@ -111,9 +107,13 @@ impl Manifest {
                 return Err(Error::ModelFile { path: file, reason: "listed in manifest.json but absent".into() });
             }
         }
-        for required in [&manifest.encoder.file, &manifest.encoder.tokenizer, &manifest.decoder.file,
-            &manifest.decoder.embed_file, &manifest.decoder.tokenizer]
-        {
+        for required in [
+            &manifest.encoder.file,
+            &manifest.encoder.tokenizer,
+            &manifest.decoder.file,
+            &manifest.decoder.embed_file,
+            &manifest.decoder.tokenizer,
+        ] {
             if !manifest.files.contains_key(required.as_str()) {
                 return Err(Error::Manifest { path: path.clone(), reason: format!("`files` lacks {required}") });
             }
@@ -143,8 +143,8 @@ impl Manifest {
 
 pub fn sha256_file(path: &Path) -> Result<String> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| Error::ModelFile { path: path.to_path_buf(), reason: e.to_string() })?;
+    let mut file =
+        std::fs::File::open(path).map_err(|e| Error::ModelFile { path: path.to_path_buf(), reason: e.to_string() })?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

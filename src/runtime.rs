@@ -119,16 +119,18 @@ pub fn session(models_dir: &Path, model: &Path, device: Device, threads: usize) 
             .with_intra_threads(threads.max(1))
             .map_err(|e| Error::inference(&label, e))?;
         if provider == Provider::Cuda {
-            builder = builder
-                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
-                .map_err(|e| Error::Cuda {
+            builder = builder.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()]).map_err(
+                |e| Error::Cuda {
                     reason: format!(
                         "{e}. The CPU build of ONNX Runtime has no CUDA provider: run `make setup GPU=1` on a machine \
                          with an NVIDIA GPU and CUDA 13 libraries, or use --device cpu"
                     ),
-                })?;
+                },
+            )?;
         }
-        builder.commit_from_file(model).map_err(|e| Error::ModelFile { path: model.to_path_buf(), reason: e.to_string() })
+        builder
+            .commit_from_file(model)
+            .map_err(|e| Error::ModelFile { path: model.to_path_buf(), reason: e.to_string() })
     };
     match device {
         Device::Cpu => Ok((build(Provider::Cpu)?, Provider::Cpu)),

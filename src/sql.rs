@@ -95,8 +95,9 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             "max_new_tokens" => options.max_new_tokens = count(value)?,
             "top_k" => options.top_k = count(value)?,
             "prefix_cache" => {
-                options.prefix_cache =
-                    value.as_bool().ok_or_else(|| Error::Invalid("option `prefix_cache` must be true or false".into()))?
+                options.prefix_cache = value
+                    .as_bool()
+                    .ok_or_else(|| Error::Invalid("option `prefix_cache` must be true or false".into()))?
             }
             other => {
                 return Err(Error::Invalid(format!(
@@ -111,7 +112,10 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
 
 fn ask(ctx: &Context<'_>, function: &str) -> rusqlite::Result<crate::ask::Answer> {
     if !(2..=3).contains(&ctx.len()) {
-        return Err(user_error(format!("{function} takes 2 or 3 arguments (doc_id, question [, options_json]), got {}", ctx.len())));
+        return Err(user_error(format!(
+            "{function} takes 2 or 3 arguments (doc_id, question [, options_json]), got {}",
+            ctx.len()
+        )));
     }
     let doc_id = text_arg(ctx, 0, function, "doc_id")?;
     let question = text_arg(ctx, 1, function, "question")?;
@@ -134,33 +138,48 @@ fn ask(ctx: &Context<'_>, function: &str) -> rusqlite::Result<crate::ask::Answer
 /// Registers the e2llm SQL functions on `conn`.
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8;
-    conn.create_scalar_function("e2llm_ask", -1, flags, |ctx| guard("e2llm_ask", || ask(ctx, "e2llm_ask").map(|a| a.answer)))?;
-    conn.create_scalar_function("e2llm_ask_json", -1, flags, |ctx| {
-        guard("e2llm_ask_json", || ask(ctx, "e2llm_ask_json").map(|a| serde_json::to_string(&a).expect("answers serialise")))
+    conn.create_scalar_function("e2llm_ask", -1, flags, |ctx| {
+        guard("e2llm_ask", || ask(ctx, "e2llm_ask").map(|a| a.answer))
     })?;
-    conn.create_scalar_function("e2llm_embed", 1, flags | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| guard("e2llm_embed", || {
-        let text = text_arg(ctx, 0, "e2llm_embed", "text")?;
-        let encoder = engine().and_then(|e| e.encoder()).map_err(to_sql_error)?;
-        let vectors = encoder.embed(&[&text], 1).map_err(to_sql_error)?;
-        Ok(Value::Blob(vector::to_blob(vectors.row(0))))
-    }))?;
-    conn.create_scalar_function("e2llm_version", 0, flags, |_ctx| guard("e2llm_version", || {
-        let shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-        let models = shared.models_dir.clone().unwrap_or_else(default_models_dir);
-        let loaded = shared.engine.as_ref().map(|e| e.loaded().join(",")).unwrap_or_default();
-        Ok(format!("e2llm {} (models {}; loaded: {})", crate::VERSION, models.display(), if loaded.is_empty() { "none" } else { &loaded }))
-    }))?;
-    conn.create_scalar_function("e2llm_models", 1, flags, |ctx| guard("e2llm_models", || {
-        let dir = PathBuf::from(text_arg(ctx, 0, "e2llm_models", "dir")?);
-        crate::manifest::Manifest::load(&dir).map_err(to_sql_error)?;
-        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-        if shared.engine.as_ref().is_some_and(|e| e.options().models_dir != dir) {
-            // Sessions in flight keep their Arc; new calls load from the new directory.
-            shared.engine = None;
-        }
-        shared.models_dir = Some(dir.clone());
-        Ok(dir.display().to_string())
-    }))?;
+    conn.create_scalar_function("e2llm_ask_json", -1, flags, |ctx| {
+        guard("e2llm_ask_json", || {
+            ask(ctx, "e2llm_ask_json").map(|a| serde_json::to_string(&a).expect("answers serialise"))
+        })
+    })?;
+    conn.create_scalar_function("e2llm_embed", 1, flags | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+        guard("e2llm_embed", || {
+            let text = text_arg(ctx, 0, "e2llm_embed", "text")?;
+            let encoder = engine().and_then(|e| e.encoder()).map_err(to_sql_error)?;
+            let vectors = encoder.embed(&[&text], 1).map_err(to_sql_error)?;
+            Ok(Value::Blob(vector::to_blob(vectors.row(0))))
+        })
+    })?;
+    conn.create_scalar_function("e2llm_version", 0, flags, |_ctx| {
+        guard("e2llm_version", || {
+            let shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+            let models = shared.models_dir.clone().unwrap_or_else(default_models_dir);
+            let loaded = shared.engine.as_ref().map(|e| e.loaded().join(",")).unwrap_or_default();
+            Ok(format!(
+                "e2llm {} (models {}; loaded: {})",
+                crate::VERSION,
+                models.display(),
+                if loaded.is_empty() { "none" } else { &loaded }
+            ))
+        })
+    })?;
+    conn.create_scalar_function("e2llm_models", 1, flags, |ctx| {
+        guard("e2llm_models", || {
+            let dir = PathBuf::from(text_arg(ctx, 0, "e2llm_models", "dir")?);
+            crate::manifest::Manifest::load(&dir).map_err(to_sql_error)?;
+            let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+            if shared.engine.as_ref().is_some_and(|e| e.options().models_dir != dir) {
+                // Sessions in flight keep their Arc; new calls load from the new directory.
+                shared.engine = None;
+            }
+            shared.models_dir = Some(dir.clone());
+            Ok(dir.display().to_string())
+        })
+    })?;
     Ok(())
 }
 
@@ -205,8 +224,15 @@ mod tests {
         assert_eq!((options.mode, options.max_new_tokens, options.top_k), (Mode::Hybrid, 8, 2));
         assert_eq!(parse_options(None).unwrap().mode, Mode::Rag);
         for bad in [
-            "{", "[]", r#"{"mode":"telepathy"}"#, r#"{"mode":3}"#, r#"{"max_new_tokens":-1}"#,
-            r#"{"max_new_tokens":1e9}"#, r#"{"max_new_tokens":100000}"#, r#"{"top_k":0}"#, r#"{"colour":"red"}"#,
+            "{",
+            "[]",
+            r#"{"mode":"telepathy"}"#,
+            r#"{"mode":3}"#,
+            r#"{"max_new_tokens":-1}"#,
+            r#"{"max_new_tokens":1e9}"#,
+            r#"{"max_new_tokens":100000}"#,
+            r#"{"top_k":0}"#,
+            r#"{"colour":"red"}"#,
         ] {
             assert!(parse_options(Some(bad)).is_err(), "accepted {bad}");
         }

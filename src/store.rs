@@ -95,10 +95,14 @@ impl Store {
     pub fn open_read_only(path: &Path) -> Result<Store> {
         let label = path.display().to_string();
         if !path.is_file() {
-            return Err(Error::db(&label, "no such database file (create it with `e2llm compress --db FILE INPUT...`)"));
+            return Err(Error::db(
+                &label,
+                "no such database file (create it with `e2llm compress --db FILE INPUT...`)",
+            ));
         }
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|e| Error::db(&label, e))?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| Error::db(&label, e))?;
         let store = Store { conn, path: label };
         store.configure(false)?;
         Ok(store)
@@ -124,16 +128,12 @@ impl Store {
             // Takes effect only when the database is created; a no-op afterwards.
             self.conn.execute_batch("PRAGMA page_size = 16384").map_err(|e| self.corrupt(e))?;
             // journal_mode returns a row; a non-database file fails here with "file is not a database".
-            let mode: String = self
-                .conn
-                .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
-                .map_err(|e| self.corrupt(e))?;
+            let mode: String =
+                self.conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0)).map_err(|e| self.corrupt(e))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(self.err(format!("could not enable WAL journal mode (got {mode})")));
             }
-            self.conn
-                .execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
-                .map_err(|e| self.err(e))?;
+            self.conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;").map_err(|e| self.err(e))?;
             self.conn.execute_batch(SCHEMA).map_err(|e| self.corrupt(e))?;
             self.conn
                 .execute(
@@ -249,7 +249,6 @@ impl Store {
         }
         tx.commit().map_err(err)
     }
-
 }
 
 /// Read access to an e2llm database through any connection: the CLI's own, or the host
@@ -339,8 +338,9 @@ impl<'c> Reader<'c> {
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             stored.texts.push(row.get(0).map_err(|e| self.err(e))?);
             let blob: Vec<u8> = row.get(1).map_err(|e| self.err(e))?;
-            let vector = vector::from_blob(&blob, document.dim)
-                .map_err(|e| self.err(format!("document `{}` chunk {}: {e}", document.doc_id, stored.texts.len() - 1)))?;
+            let vector = vector::from_blob(&blob, document.dim).map_err(|e| {
+                self.err(format!("document `{}` chunk {}: {e}", document.doc_id, stored.texts.len() - 1))
+            })?;
             stored.vectors.extend_from_slice(&vector);
         }
         Ok(stored)
@@ -423,7 +423,8 @@ impl<'c> Reader<'c> {
     }
 
     pub fn doc_ids(&self) -> Result<Vec<String>> {
-        let mut statement = self.conn.prepare("SELECT doc_id FROM documents ORDER BY doc_id").map_err(|e| self.err(e))?;
+        let mut statement =
+            self.conn.prepare("SELECT doc_id FROM documents ORDER BY doc_id").map_err(|e| self.err(e))?;
         let rows = statement.query_map([], |row| row.get(0)).map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<String>>>().map_err(|e| self.err(e))
     }

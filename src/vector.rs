@@ -18,7 +18,10 @@ pub fn from_blob(blob: &[u8], dim: usize) -> Result<Vec<f32>> {
     }
     let vector: Vec<f32> = blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     if let Some(position) = vector.iter().position(|v| !v.is_finite()) {
-        return Err(Error::Invalid(format!("vector component {position} is {} (NaN/Inf are not allowed)", vector[position])));
+        return Err(Error::Invalid(format!(
+            "vector component {position} is {} (NaN/Inf are not allowed)",
+            vector[position]
+        )));
     }
     Ok(vector)
 }

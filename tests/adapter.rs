@@ -50,11 +50,17 @@ fn compressed_and_hybrid_use_one_soft_token_per_chunk() {
     let db = dir.path().join("t.db");
     let mut store = e2llm::store::Store::open(&db).unwrap();
     let inputs = [common::examples_dir().join("1941-Roosevelt-1.txt")];
-    e2llm::compress::compress(engine, e2llm::compress::Target::Database(&mut store), &inputs, &Default::default()).unwrap();
+    e2llm::compress::compress(engine, e2llm::compress::Target::Database(&mut store), &inputs, &Default::default())
+        .unwrap();
     let doc_id = inputs[0].to_string_lossy().into_owned();
     let chunks = store.reader().document(&doc_id).unwrap().n_chunks;
     let ask = |mode| {
-        engine.ask(&store.reader(), &doc_id, "Which Congress is addressed?", &e2llm::AskOptions { mode, max_new_tokens: 4, top_k: 2, prefix_cache: true })
+        engine.ask(
+            &store.reader(),
+            &doc_id,
+            "Which Congress is addressed?",
+            &e2llm::AskOptions { mode, max_new_tokens: 4, top_k: 2, prefix_cache: true },
+        )
     };
     let bare = ask(e2llm::Mode::QuestionOnly).unwrap();
     match engine.manifest().adapter {

@@ -7,11 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn e2llm(args: &[&str]) -> Output {
-    Command::new(common::bin())
-        .args(args)
-        .env("E2LLM_MODELS", common::models_dir())
-        .output()
-        .expect("e2llm runs")
+    Command::new(common::bin()).args(args).env("E2LLM_MODELS", common::models_dir()).output().expect("e2llm runs")
 }
 
 fn stdout(output: &Output) -> String {
@@ -53,7 +49,14 @@ fn compress_the_corpus_then_answer_from_it() {
 
     // A factual question answered from retrieved chunks.
     let answer = json(&e2llm(&[
-        "ask", "--db", path(&db), "--doc", "1941-Roosevelt-1.txt", "--mode", "rag", "--json",
+        "ask",
+        "--db",
+        path(&db),
+        "--doc",
+        "1941-Roosevelt-1.txt",
+        "--mode",
+        "rag",
+        "--json",
         "Which Congress is Roosevelt addressing?",
     ]));
     let text = answer["answer"].as_str().unwrap().to_lowercase();
@@ -65,15 +68,43 @@ fn compress_the_corpus_then_answer_from_it() {
     assert!(answer["ttft_ms"].as_f64().unwrap() <= answer["total_ms"].as_f64().unwrap());
 
     // Full mode reads the (cut) document; question-only reads none.
-    let full = json(&e2llm(&["ask", "--db", path(&db), "--doc", "1790-Washington-1.txt", "--mode", "full", "--json", "--max-new-tokens", "8", "Who is speaking?"]));
-    let bare = json(&e2llm(&["ask", "--db", path(&db), "--doc", "1790-Washington-1.txt", "--mode", "question-only", "--json", "--max-new-tokens", "8", "Who is speaking?"]));
+    let full = json(&e2llm(&[
+        "ask",
+        "--db",
+        path(&db),
+        "--doc",
+        "1790-Washington-1.txt",
+        "--mode",
+        "full",
+        "--json",
+        "--max-new-tokens",
+        "8",
+        "Who is speaking?",
+    ]));
+    let bare = json(&e2llm(&[
+        "ask",
+        "--db",
+        path(&db),
+        "--doc",
+        "1790-Washington-1.txt",
+        "--mode",
+        "question-only",
+        "--json",
+        "--max-new-tokens",
+        "8",
+        "Who is speaking?",
+    ]));
     assert!(full["prompt_tokens"].as_u64().unwrap() > 1000);
     assert!(bare["prompt_tokens"].as_u64().unwrap() < 100);
 
     // Unknown documents are named, with the way to list the real ones.
     let unknown = e2llm(&["ask", "--db", path(&db), "--doc", "no-such-doc", "Anything?"]);
     assert!(!unknown.status.success());
-    assert!(stderr(&unknown).contains("unknown document `no-such-doc`") && stderr(&unknown).contains("--docs"), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("unknown document `no-such-doc`") && stderr(&unknown).contains("--docs"),
+        "{}",
+        stderr(&unknown)
+    );
 }
 
 #[test]
@@ -104,7 +135,11 @@ fn bad_inputs_are_reported_and_the_batch_goes_on() {
     std::fs::write(inputs.join("latin1.txt"), b"caf\xe9 au lait").unwrap();
     std::fs::write(inputs.join("empty.md"), "  \n\n ").unwrap();
     std::os::unix::fs::symlink(dir.path().join("gone.txt"), inputs.join("dangling.txt")).unwrap();
-    std::fs::write(inputs.join("records.jsonl"), "{\"id\": \"r1\", \"text\": \"Record one is fine.\"}\nnot json\n{\"id\": 7}\n").unwrap();
+    std::fs::write(
+        inputs.join("records.jsonl"),
+        "{\"id\": \"r1\", \"text\": \"Record one is fine.\"}\nnot json\n{\"id\": 7}\n",
+    )
+    .unwrap();
     let db = dir.path().join("t.db");
     let out = e2llm(&["compress", "--db", path(&db), path(&inputs), "--json"]);
     assert_eq!(out.status.code(), Some(1), "some documents failed: exit 1");
@@ -121,10 +156,7 @@ fn bad_inputs_are_reported_and_the_batch_goes_on() {
 
 #[test]
 fn missing_models_directory_names_the_setup_command() {
-    let out = Command::new(common::bin())
-        .args(["info", "--models", "/nonexistent/models"])
-        .output()
-        .unwrap();
+    let out = Command::new(common::bin()).args(["info", "--models", "/nonexistent/models"]).output().unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("make setup"), "{}", stderr(&out));
 }

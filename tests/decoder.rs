@@ -12,15 +12,19 @@ fn greedy_generation_matches_golden() {
     let decoder = common::engine().decoder().unwrap();
     for case in cases {
         let prompt = case["prompt"].as_str().unwrap();
-        let prompt_ids: Vec<u32> = case["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let prompt_ids: Vec<u32> =
+            case["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         assert_eq!(decoder.tokenize(prompt).unwrap(), prompt_ids, "tokenisation of {prompt:?}");
-        let expected: Vec<u32> = case["greedy_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let generation = decoder
-            .generate(&[Piece::Text(prompt.to_string())], &GenerateOptions::new(expected.len()))
-            .unwrap();
+        let expected: Vec<u32> =
+            case["greedy_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let generation =
+            decoder.generate(&[Piece::Text(prompt.to_string())], &GenerateOptions::new(expected.len())).unwrap();
         // The reference may stop at EOS earlier; compare the common prefix and require it complete.
         assert_eq!(generation.token_ids, expected[..generation.token_ids.len()].to_vec(), "prompt {prompt:?}");
-        assert!(generation.token_ids.len() == expected.len() || decoder.spec().eos_token_ids.contains(&expected[generation.token_ids.len()]));
+        assert!(
+            generation.token_ids.len() == expected.len()
+                || decoder.spec().eos_token_ids.contains(&expected[generation.token_ids.len()])
+        );
         assert_eq!(generation.prompt_tokens, prompt_ids.len());
     }
 }
@@ -45,9 +49,14 @@ fn sliced_prefill_equals_one_pass_prefill() {
     // same prompt prefilled in one pass.
     let decoder = common::engine().decoder().unwrap();
     let filler = "The quick brown fox jumps over the lazy dog. ".repeat(60);
-    let prompt = vec![Piece::Text(format!("<|im_start|>user\n{filler}\nWhat animal jumps?<|im_end|>\n<|im_start|>assistant\n"))];
-    let one_pass = decoder.generate(&prompt, &GenerateOptions { max_new_tokens: 6, prefill_slice: 4096, prefix_pieces: 0 }).unwrap();
-    let sliced = decoder.generate(&prompt, &GenerateOptions { max_new_tokens: 6, prefill_slice: 100, prefix_pieces: 0 }).unwrap();
+    let prompt =
+        vec![Piece::Text(format!("<|im_start|>user\n{filler}\nWhat animal jumps?<|im_end|>\n<|im_start|>assistant\n"))];
+    let one_pass = decoder
+        .generate(&prompt, &GenerateOptions { max_new_tokens: 6, prefill_slice: 4096, prefix_pieces: 0 })
+        .unwrap();
+    let sliced = decoder
+        .generate(&prompt, &GenerateOptions { max_new_tokens: 6, prefill_slice: 100, prefix_pieces: 0 })
+        .unwrap();
     assert!(one_pass.prompt_tokens > 500);
     assert!(!one_pass.token_ids.is_empty());
     assert_eq!(one_pass.token_ids, sliced.token_ids);

@@ -18,7 +18,8 @@ fn encoder_matches_golden_vectors() {
         let ids: Vec<u32> = case["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let ours = encoder.tokenizer().encode(texts[i], false).unwrap();
         assert_eq!(&ids[1..ids.len() - 1], ours.get_ids(), "tokens differ for {:?}", texts[i]);
-        let expected: Vec<f32> = case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let expected: Vec<f32> =
+            case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
         let got = vectors.row(i);
         let cosine = dot(got, &expected);
         let max_diff = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);

@@ -34,7 +34,8 @@ fn a_full_disk_is_a_clear_error_and_leaves_the_database_intact() {
         // Simulate a disk that is full a few pages from now.
         let pages: i64 = store.connection().query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
         store.connection().execute_batch(&format!("PRAGMA max_page_count = {}", pages + 3)).unwrap();
-        let err = compress(engine, Target::Database(&mut store), std::slice::from_ref(&corpus), &Default::default()).unwrap_err();
+        let err = compress(engine, Target::Database(&mut store), std::slice::from_ref(&corpus), &Default::default())
+            .unwrap_err();
         let message = err.to_string();
         assert!(message.contains("full") && message.contains("full.db"), "unclear error: {message}");
         assert_eq!(integrity(&store), "ok");
@@ -44,7 +45,8 @@ fn a_full_disk_is_a_clear_error_and_leaves_the_database_intact() {
     }
     // With space again, a re-run completes every document.
     let mut store = Store::open(&db).unwrap();
-    let summary = compress(engine, Target::Database(&mut store), std::slice::from_ref(&corpus), &Default::default()).unwrap();
+    let summary =
+        compress(engine, Target::Database(&mut store), std::slice::from_ref(&corpus), &Default::default()).unwrap();
     assert_eq!(summary.failed, 0);
     assert_eq!(store.reader().doc_ids().unwrap().len(), 1 + std::fs::read_dir(&corpus).unwrap().count());
     assert_eq!(integrity(&store), "ok");

@@ -106,7 +106,18 @@ fn readers_keep_working_while_a_batch_writes() {
     let mut writer_done = false;
     while started.elapsed() < Duration::from_secs(120) {
         let out = Command::new(common::bin())
-            .args(["ask", "--db", db.to_str().unwrap(), "--doc", seed.to_str().unwrap(), "--mode", "rag", "--max-new-tokens", "4", "When was it built?"])
+            .args([
+                "ask",
+                "--db",
+                db.to_str().unwrap(),
+                "--doc",
+                seed.to_str().unwrap(),
+                "--mode",
+                "rag",
+                "--max-new-tokens",
+                "4",
+                "When was it built?",
+            ])
             .env("E2LLM_MODELS", common::models_dir())
             .output()
             .unwrap();
@@ -114,7 +125,11 @@ fn readers_keep_working_while_a_batch_writes() {
         assert!(out.status.success(), "reader failed during the write: {stderr}");
         assert!(!stderr.contains("locked"));
         reads += 1;
-        let info = Command::new(common::bin()).args(["info", "--db", db.to_str().unwrap(), "--json"]).env("E2LLM_MODELS", common::models_dir()).output().unwrap();
+        let info = Command::new(common::bin())
+            .args(["info", "--db", db.to_str().unwrap(), "--json"])
+            .env("E2LLM_MODELS", common::models_dir())
+            .output()
+            .unwrap();
         assert!(info.status.success(), "info failed during the write: {}", String::from_utf8_lossy(&info.stderr));
         if writer.try_wait().unwrap().is_some() {
             writer_done = true;

@@ -10,8 +10,10 @@ fn cached_prefix_gives_the_same_answers_as_a_fresh_prefill() {
     let engine = common::engine();
     let dir = tempfile::tempdir().unwrap();
     let mut store = e2llm::store::Store::open(&dir.path().join("t.db")).unwrap();
-    let inputs = [common::examples_dir().join("1941-Roosevelt-1.txt"), common::examples_dir().join("1823-Monroe-1.txt")];
-    e2llm::compress::compress(engine, e2llm::compress::Target::Database(&mut store), &inputs, &Default::default()).unwrap();
+    let inputs =
+        [common::examples_dir().join("1941-Roosevelt-1.txt"), common::examples_dir().join("1823-Monroe-1.txt")];
+    e2llm::compress::compress(engine, e2llm::compress::Target::Database(&mut store), &inputs, &Default::default())
+        .unwrap();
     let [roosevelt, monroe] = inputs.map(|p| p.to_string_lossy().into_owned());
     let reader = store.reader();
     let mut modes = vec![Mode::Full];
