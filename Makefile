@@ -27,7 +27,7 @@ export LD_LIBRARY_PATH := $(CURDIR)/$(GPU_RUNTIME)$(if $(LD_LIBRARY_PATH),:$(LD_
 setup: runtime-gpu
 endif
 
-.PHONY: setup venv venv-dist venv-data models runtime-gpu env build ext sqlite3-shell demo bench train train-data eval-adapter test test-rust test-python clean
+.PHONY: setup venv venv-dist venv-data models runtime-gpu env build ext sqlite3-shell demo bench train train-data eval-adapter lint test test-rust test-python clean
 
 setup: models build
 
@@ -86,7 +86,11 @@ demo: setup ext sqlite3-shell
 	$(BIN) info --db $(DEMO_DB)
 	bash examples/demo_questions.sh $(BIN) $(DEMO_DB) target/release/libe2llm
 
-test: setup ext sqlite3-shell test-rust test-python
+test: setup ext sqlite3-shell lint test-rust test-python
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 
 test-rust:
 	$(CARGO) nextest run --release --locked --no-fail-fast

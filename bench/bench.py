@@ -186,6 +186,20 @@ def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int,
     return out
 
 
+def ask_table(modes: dict) -> list[str]:
+    """Markdown rows of per-mode `ask` medians (bench_ask's "modes")."""
+    lines = ["| mode | prompt tokens | time to first token (ms) | total (ms) | model loading (ms) | peak RSS (MiB) |",
+             "|---|---|---|---|---|---|"]
+    for mode, m in modes.items():
+        if "error" in m:
+            lines.append(f"| {mode} | — | not available: {m['error']} | | | |")
+        else:
+            lines.append(f"| {mode} | {m['prompt_tokens']}{' (cut)' if m['truncated'] else ''} | {m['ttft_ms']:.0f} "
+                         f"{[round(x) for x in m['ttft_spread']]} | {m['total_ms']:.0f} | {m['load_ms']:.0f} | "
+                         f"{m['peak_rss_mib']:.0f} |")
+    return lines + [""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
@@ -224,16 +238,8 @@ def main() -> None:
               f"export {st['export_rows_per_second']:.0f} rows/s, import {st['import_rows_per_second']:.0f} rows/s (medians).",
               "", "## ask latency and memory", ""]
     for n, res in report["ask"].items():
-        lines += [f"Document of {res['encoder_tokens']} encoder tokens ({res['chunks']} chunks), 32 new tokens max:", "",
-                  "| mode | prompt tokens | time to first token (ms) | total (ms) | model loading (ms) | peak RSS (MiB) |",
-                  "|---|---|---|---|---|---|"]
-        for mode, m in res["modes"].items():
-            if "error" in m:
-                lines.append(f"| {mode} | — | not available: {m['error']} | | | |")
-            else:
-                lines.append(f"| {mode} | {m['prompt_tokens']}{' (cut)' if m['truncated'] else ''} | {m['ttft_ms']:.0f} "
-                             f"{[round(x) for x in m['ttft_spread']]} | {m['total_ms']:.0f} | {m['load_ms']:.0f} | {m['peak_rss_mib']:.0f} |")
-        lines.append("")
+        lines += [f"Document of {res['encoder_tokens']} encoder tokens ({res['chunks']} chunks), 32 new tokens max:", ""]
+        lines += ask_table(res["modes"])
         if res.get("repeat"):
             lines += ["A second question about the same document in the same process (`ask` with two questions, "
                       "`--max-new-tokens 1`): the prefix KV cache holds the instruction and the document part.", "",

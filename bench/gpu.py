@@ -176,17 +176,8 @@ def write_markdown(report: dict, path: Path) -> None:
     for device, res in report["ask"].items():
         label = f"{device} ({report['cpus']} threads)" if device == "cpu" else device
         lines += [f"**{label}** — document of {res['encoder_tokens']} encoder tokens ({res['chunks']} chunks), "
-                  f"32 new tokens at most; peak GPU memory {res['peak_gpu_mib']} MiB:", "",
-                  "| mode | prompt tokens | time to first token (ms) | total (ms) | model loading (ms) | peak RSS (MiB) |",
-                  "|---|---|---|---|---|---|"]
-        for mode, m in res["modes"].items():
-            if "error" in m:
-                lines.append(f"| {mode} | — | failed: {m['error']} | | | |")
-            else:
-                lines.append(f"| {mode} | {m['prompt_tokens']}{' (cut)' if m['truncated'] else ''} | {m['ttft_ms']:.0f} "
-                             f"{[round(x) for x in m['ttft_spread']]} | {m['total_ms']:.0f} | {m['load_ms']:.0f} | "
-                             f"{m['peak_rss_mib']:.0f} |")
-        lines.append("")
+                  f"32 new tokens at most; peak GPU memory {res['peak_gpu_mib']} MiB:", ""]
+        lines += bench.ask_table(res["modes"])
     if "parity" in report:
         p = report["parity"]
         lines += ["## Parity, CPU vs CUDA", "",
