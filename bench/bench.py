@@ -174,15 +174,16 @@ def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int,
     # A second, different question about the same document in the same process (prefix KV cache).
     out["repeat"] = {}
     for mode in [m for m in ("compressed", "hybrid", "full") if m in modes and "error" not in out["modes"][m]]:
-        firsts, seconds = [], []
+        firsts, seconds, hits = [], [], []
         for _ in range(runs):
             answers, _ = run_json_many(["ask", "--db", str(db), "--doc", str(doc), "--mode", mode, "--json",
                                         "--max-new-tokens", "1", question, "Which countries are mentioned?"])
-            assert answers[1]["prefix_cache_hit"], answers[1]
+            hits.append(answers[1]["prefix_cache_hit"])
             firsts.append(answers[0]["ttft_ms"])
             seconds.append(answers[1]["ttft_ms"])
         out["repeat"][mode] = {"first_ttft_ms": statistics.median(firsts), "second_ttft_ms": statistics.median(seconds),
-                               "speedup": statistics.median(firsts) / statistics.median(seconds)}
+                               "speedup": statistics.median(firsts) / statistics.median(seconds),
+                               "second_hit_prefix_cache": all(hits)}
     return out
 
 

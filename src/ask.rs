@@ -17,6 +17,9 @@ use crate::vector;
 
 /// Questions are cut to this many decoder tokens, so a huge question cannot take the window.
 pub const MAX_QUESTION_TOKENS: usize = 512;
+/// Window room kept for the question whatever its length, so the document's cut is the same for
+/// all questions up to this many tokens.
+pub const QUESTION_RESERVE: usize = 128;
 pub const DEFAULT_MAX_NEW_TOKENS: usize = 64;
 pub const DEFAULT_TOP_K: usize = 4;
 /// Upper bound on `max_new_tokens` (the decoder's window bounds it further).
@@ -146,7 +149,10 @@ impl Engine {
             + decoder.tokenize(&format!("{}{}", template.question_prefix, template.suffix))?.len()
             + 2;
         let window = decoder.context_length();
-        let mut budget = window.saturating_sub(options.max_new_tokens + frame + question_ids.len());
+        // The document's share does not depend on the question's length (up to QUESTION_RESERVE
+        // tokens), so every question about a document sees the same prompt prefix (prefix cache).
+        let question_room = question_ids.len().max(QUESTION_RESERVE);
+        let mut budget = window.saturating_sub(options.max_new_tokens + frame + question_room);
         if budget == 0 && mode != Mode::QuestionOnly {
             return Err(Error::Invalid(format!(
                 "max_new_tokens {} leaves no room for the document in the decoder's {window}-token window",
