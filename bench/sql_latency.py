@@ -2,7 +2,7 @@
 and a repeated question on one document with `max_new_tokens: 1` (prefix KV cache).
 Standard library only; needs a Python whose sqlite3 can load extensions (Debian's /usr/bin/python3).
 
-    /usr/bin/python3 bench/sql_latency.py data/demo.db target/release/libe2llm [--runs 3]
+    eval "$(make -s env)"; /usr/bin/python3 bench/sql_latency.py data/demo.db target/release/libe2llm [--runs 3]
 
 Prints one JSON object; each run is a fresh process.
 """
