@@ -68,32 +68,11 @@ fn compress_the_corpus_then_answer_from_it() {
     assert!(answer["ttft_ms"].as_f64().unwrap() <= answer["total_ms"].as_f64().unwrap());
 
     // Full mode reads the (cut) document; question-only reads none.
-    let full = json(&e2llm(&[
-        "ask",
-        "--db",
-        path(&db),
-        "--doc",
-        "1790-Washington-1.txt",
-        "--mode",
-        "full",
-        "--json",
-        "--max-new-tokens",
-        "8",
-        "Who is speaking?",
-    ]));
-    let bare = json(&e2llm(&[
-        "ask",
-        "--db",
-        path(&db),
-        "--doc",
-        "1790-Washington-1.txt",
-        "--mode",
-        "question-only",
-        "--json",
-        "--max-new-tokens",
-        "8",
-        "Who is speaking?",
-    ]));
+    let ask = |mode: &str| {
+        let args = ["ask", "--db", path(&db), "--doc", "1790-Washington-1.txt", "--mode", mode, "--json"];
+        json(&e2llm(&[&args[..], &["--max-new-tokens", "8", "Who is speaking?"]].concat()))
+    };
+    let (full, bare) = (ask("full"), ask("question-only"));
     assert!(full["prompt_tokens"].as_u64().unwrap() > 1000);
     assert!(bare["prompt_tokens"].as_u64().unwrap() < 100);
 
