@@ -34,7 +34,8 @@ def speeches(count: int, skip: int = 0) -> list[tuple[str, str]]:
 
 
 def run_json_many(args: list[str]) -> tuple[list[dict], int]:
-    """Like run_json for commands that print several JSON objects (ask with several questions)."""
+    """Runs e2llm, returns the JSON objects it printed (ask prints one per question) and the child's
+    peak RSS in KiB (from wait4's rusage)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen([str(BIN), *args], stdout=out, stderr=err,
                                  env=dict(os.environ, E2LLM_MODELS=str(MODELS)))
@@ -54,17 +55,11 @@ def run_json_many(args: list[str]) -> tuple[list[dict], int]:
 
 
 def run_json(args: list[str]) -> tuple[dict, int]:
-    """Runs e2llm, returns its JSON output and the child's peak RSS in KiB (from wait4's rusage)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen([str(BIN), *args], stdout=out, stderr=err,
-                                 env=dict(os.environ, E2LLM_MODELS=str(MODELS)))
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if child.returncode != 0:
-            raise RuntimeError(f"e2llm {' '.join(args)} failed: {err.read()}")
-        return json.loads(out.read()), usage.ru_maxrss
+    """Runs e2llm, returns its one JSON output and the child's peak RSS in KiB (from wait4's rusage)."""
+    objects, peak_kib = run_json_many(args)
+    if len(objects) != 1:
+        raise RuntimeError(f"e2llm {' '.join(args)} printed {len(objects)} JSON objects, expected one")
+    return objects[0], peak_kib
 
 
 def bench_compress(workdir: Path, docs: list[tuple[str, str]], runs: int, threads: int, batch: int) -> dict:

@@ -191,8 +191,14 @@ impl Decoder {
 
     /// Turns prompt pieces into one embedding sequence (`positions × hidden`).
     pub fn embed_prompt(&self, pieces: &[Piece]) -> Result<Vec<f32>> {
+        Ok(self.embed_pieces(pieces)?.0)
+    }
+
+    /// The prompt's embedding sequence and the position at which each piece ends.
+    fn embed_pieces(&self, pieces: &[Piece]) -> Result<(Vec<f32>, Vec<usize>)> {
         let hidden = self.spec.hidden;
         let mut embeds = Vec::new();
+        let mut ends = Vec::with_capacity(pieces.len());
         for piece in pieces {
             match piece {
                 Piece::Text(text) => embeds.extend(self.embed_tokens(&self.tokenize(text)?)?),
@@ -207,17 +213,9 @@ impl Decoder {
                     embeds.extend_from_slice(rows);
                 }
             }
+            ends.push(embeds.len() / hidden);
         }
-        Ok(embeds)
-    }
-
-    /// Positions a piece takes in the prompt (pieces are tokenised separately).
-    fn positions(&self, piece: &Piece) -> Result<usize> {
-        Ok(match piece {
-            Piece::Text(text) => self.tokenize(text)?.len(),
-            Piece::Tokens(ids) => ids.len(),
-            Piece::Embeds(rows) => rows.len() / self.spec.hidden,
-        })
+        Ok((embeds, ends))
     }
 
     /// Bytes of the KV cache for `positions` positions.
@@ -229,7 +227,7 @@ impl Decoder {
     pub fn generate(&self, pieces: &[Piece], options: &GenerateOptions) -> Result<Generation> {
         let started = Instant::now();
         let hidden = self.spec.hidden;
-        let embeds = self.embed_prompt(pieces)?;
+        let (embeds, ends) = self.embed_pieces(pieces)?;
         let prompt_tokens = embeds.len() / hidden;
         if prompt_tokens == 0 {
             return Err(Error::Invalid("empty prompt".into()));
@@ -241,10 +239,7 @@ impl Decoder {
             )));
         }
         // The shared prefix, if any and if shorter than the prompt, and its cache key.
-        let mut prefix = 0;
-        for piece in &pieces[..options.prefix_pieces.min(pieces.len())] {
-            prefix += self.positions(piece)?;
-        }
+        let prefix = options.prefix_pieces.min(ends.len()).checked_sub(1).map_or(0, |last| ends[last]);
         let cache_limit = self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).limit_bytes;
         let prefix = if prefix < prompt_tokens && cache_limit > 0 { prefix } else { 0 };
         let key = (prefix > 0).then(|| {
