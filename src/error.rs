@@ -42,6 +42,9 @@ pub enum Error {
     #[error("database {path}: {reason}")]
     Database { path: String, reason: String },
 
+    #[error("database {path} is read-only ({reason}): writing (compress, import) needs write access to the file and to its directory, where SQLite keeps the -wal and -shm files; ask, eval, export and info work on read-only databases")]
+    ReadOnly { path: String, reason: String },
+
     #[error("database {path} was built with encoder {stored} but the loaded encoder is {loaded}: vectors of different encoders cannot be mixed (use the models it was built with, or a new database)")]
     EncoderMismatch { path: String, stored: String, loaded: String },
 

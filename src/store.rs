@@ -83,9 +83,13 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) a database for writing: schema applied, WAL, busy timeout.
+    /// A database this process may not write is refused up front, before SQLite touches it.
     pub fn open(path: &Path) -> Result<Store> {
         let label = path.display().to_string();
-        let conn = Connection::open(path).map_err(|e| Error::db(&label, e))?;
+        if let Err(reason) = check_writable(path) {
+            return Err(Error::ReadOnly { path: label, reason });
+        }
+        let conn = Connection::open(path).map_err(|e| sqlite_error(&label, e))?;
         let store = Store { conn, path: label };
         store.configure(true)?;
         Ok(store)
@@ -100,9 +104,15 @@ impl Store {
                 "no such database file (create it with `e2llm compress --db FILE INPUT...`)",
             ));
         }
-        let conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .map_err(|e| Error::db(&label, e))?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| Error::db(&label, e))?;
+        // The first read is where a WAL database whose -shm cannot be created fails.
+        if let Err(e) = conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get::<_, i64>(0)) {
+            if needs_wal_index(&e) {
+                conn = open_immutable(path, &label, e)?;
+            }
+            // Any other error (not a database, corrupt) is reported by `configure` below.
+        }
         let store = Store { conn, path: label };
         store.configure(false)?;
         Ok(store)
@@ -120,6 +130,10 @@ impl Store {
         Error::db(&self.path, e)
     }
 
+    fn sqlite(&self, e: rusqlite::Error) -> Error {
+        sqlite_error(&self.path, e)
+    }
+
     fn configure(&self, writable: bool) -> Result<()> {
         self.conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
         if writable {
@@ -133,14 +147,16 @@ impl Store {
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(self.err(format!("could not enable WAL journal mode (got {mode})")));
             }
-            self.conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;").map_err(|e| self.err(e))?;
+            self.conn
+                .execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+                .map_err(|e| self.sqlite(e))?;
             self.conn.execute_batch(SCHEMA).map_err(|e| self.corrupt(e))?;
             self.conn
                 .execute(
                     "INSERT INTO e2llm_meta (key, value) VALUES ('schema_version', ?1) ON CONFLICT (key) DO NOTHING",
                     [SCHEMA_VERSION],
                 )
-                .map_err(|e| self.err(e))?;
+                .map_err(|e| self.sqlite(e))?;
         }
         self.check_schema()
     }
@@ -174,7 +190,7 @@ impl Store {
                  ON CONFLICT (encoder_sha256, chunk_tokens) DO NOTHING",
                 params![encoder.fingerprint, encoder.source, encoder.dim as i64, encoder.chunk_tokens as i64],
             )
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.sqlite(e))?;
         self.conn
             .query_row(
                 "SELECT id FROM models WHERE encoder_sha256 = ?1 AND chunk_tokens = ?2",
@@ -197,7 +213,7 @@ impl Store {
     /// Writes documents, replacing earlier versions, in one transaction: all or nothing.
     pub fn write_documents(&mut self, model_id: i64, documents: &[NewDocument]) -> Result<()> {
         let path = self.path.clone();
-        let err = |e: rusqlite::Error| Error::db(&path, e);
+        let err = |e: rusqlite::Error| sqlite_error(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut delete_chunks = tx.prepare_cached("DELETE FROM chunks WHERE doc_id = ?1").map_err(err)?;
@@ -457,6 +473,124 @@ fn corrupt(path: &str, e: rusqlite::Error) -> Error {
     if text.contains("not a database") || text.contains("malformed") {
         Error::db(path, format!("{text}: the file is not an SQLite database or is corrupt"))
     } else {
-        Error::db(path, text)
+        sqlite_error(path, e)
     }
+}
+
+/// SQLite's error with its context; SQLITE_READONLY (whatever its extended code: a read-only
+/// file, directory or mount, `PRAGMA query_only`) becomes the read-only error that says what to do.
+fn sqlite_error(path: &str, e: rusqlite::Error) -> Error {
+    match &e {
+        rusqlite::Error::SqliteFailure(failure, _) if failure.code == rusqlite::ErrorCode::ReadOnly => {
+            Error::ReadOnly { path: path.to_string(), reason: e.to_string() }
+        }
+        _ => Error::db(path, e),
+    }
+}
+
+/// Whether this process may write `path`, asked of the kernel with the effective ids, so that root,
+/// ACLs and read-only mounts count as they will when SQLite opens the file.
+fn writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call; faccessat only reads it.
+    unsafe { libc::faccessat(libc::AT_FDCWD, c_path.as_ptr(), libc::W_OK, libc::AT_EACCESS) == 0 }
+}
+
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// `path` with `suffix` appended to its file name (`t.db` -> `t.db-wal`).
+fn sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    name.into()
+}
+
+/// Why this process cannot write the database at `path`, if it cannot. A writer needs the file and
+/// its directory: WAL mode creates `-wal` and `-shm` files beside the database.
+fn check_writable(path: &Path) -> std::result::Result<(), String> {
+    let dir = directory_of(path);
+    if path.exists() && !writable(path) {
+        return Err("this user may not write the file".into());
+    }
+    let logs_writable = [sibling(path, "-wal"), sibling(path, "-shm")].iter().all(|p| p.exists() && writable(p));
+    if dir.is_dir() && !writable(dir) && !logs_writable {
+        return Err(format!("this user may not create files in its directory {}", dir.display()));
+    }
+    Ok(())
+}
+
+/// A read that failed because SQLite could not create or open the WAL index (`-shm`): a WAL-mode
+/// database in a directory this process cannot write.
+fn needs_wal_index(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(failure, _)
+        if matches!(failure.code, rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen))
+}
+
+/// Opens a WAL-mode database that nobody writes with `immutable=1`, after a read-only open failed
+/// (`first_error`) because SQLite could not create its `-shm` file.
+///
+/// `immutable=1` tells SQLite the file cannot change while it is open: it takes no locks and reads
+/// no WAL. That is only true when no one writes the file, so it is used only when:
+/// - there is no `-wal` and no `-shm` beside the file. A WAL-mode connection keeps both while it is
+///   open, and SQLite deletes them when the last connection closes cleanly, so no writer has the
+///   database open now and no committed transaction waits in a log that we would skip (a writer
+///   that crashed leaves them: then we refuse, as skipping its log could show an older or torn state);
+/// - this process may write neither the file nor its directory, so no writer of ours can exist.
+///
+/// What it cannot rule out: another user allowed to write them (the owner, root) starting a write
+/// while we read. This connection would not see that write, and a checkpoint rewriting pages during
+/// a query could make it fail with "malformed" or read a stale page; it never writes. A database
+/// made read-only is one its owner does not mean to change, so the read is of a snapshot at rest.
+fn open_immutable(path: &Path, label: &str, first_error: rusqlite::Error) -> Result<Connection> {
+    let dir = directory_of(path);
+    let shown_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let logs: Vec<_> = [sibling(path, "-wal"), sibling(path, "-shm")].into_iter().filter(|p| p.exists()).collect();
+    if !logs.is_empty() {
+        return Err(Error::db(
+            label,
+            format!(
+                "cannot read it: it has a write-ahead log ({}) that this user cannot open in {}, a directory it may \
+                 not write (SQLite: {first_error}); open the database once as a user who can write there (e.g. \
+                 `e2llm info --db FILE`) to fold the log back into the file",
+                logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                shown_dir.display()
+            ),
+        ));
+    }
+    if writable(path) || writable(dir) {
+        return Err(Error::db(
+            label,
+            format!(
+                "cannot read it: SQLite must create its -shm file (WAL mode) in {}, which this user may not write \
+                 (SQLite: {first_error}); make the directory writable for this user",
+                shown_dir.display()
+            ),
+        ));
+    }
+    let uri = immutable_uri(path).map_err(|e| Error::io(format!("resolving {label}"), e))?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    Connection::open_with_flags(&uri, flags).map_err(|e| Error::db(label, e))
+}
+
+/// `file:/absolute/path?immutable=1`, the path percent-encoded (URI filenames give `?`, `#` and `%`
+/// meaning).
+fn immutable_uri(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = std::fs::canonicalize(path)?;
+    let mut uri = String::from("file:");
+    for &byte in absolute.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            uri.push(byte as char);
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    Ok(uri)
 }

@@ -96,6 +96,22 @@ fn vectors_of_another_encoder_are_refused() {
     assert!(err.to_string().contains("cannot be mixed"));
 }
 
+/// SQLite's own SQLITE_READONLY (here from `PRAGMA query_only`; in life a read-only mount, or a file
+/// made read-only while open) is the same read-only error as the up-front check, naming the file.
+#[test]
+fn sqlite_read_only_errors_name_the_database_as_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut store = Store::open(&path).unwrap();
+    let model = store.ensure_model(&encoder("abc")).unwrap();
+    store.connection().execute_batch("PRAGMA query_only = 1").unwrap();
+    let err = store.write_documents(model, &[document("a", &["x"], 1.0)]).unwrap_err();
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains(&format!("database {} is read-only", path.display())), "{message}");
+    assert!(store.reader().doc_ids().unwrap().is_empty());
+}
+
 #[test]
 fn corrupt_and_foreign_files_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -41,3 +41,11 @@ pub fn examples_dir() -> PathBuf {
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_e2llm")
 }
+
+/// The ONNX Runtime library e2llm finds (ORT_DYLIB_PATH, which make sets, else `models/runtime/`).
+pub fn ort_library() -> PathBuf {
+    e2llm::runtime::library_candidates(&models_dir())
+        .into_iter()
+        .find(|path| path.is_file())
+        .expect("libonnxruntime.so not found: run `make setup` (or set ORT_DYLIB_PATH)")
+}
