@@ -11,6 +11,7 @@ use std::time::Instant;
 use crate::decode::{GenerateOptions, Piece};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::lexical;
 use crate::manifest::PromptTemplate;
 use crate::store::{DocumentRow, Reader, StoredChunks};
 use crate::vector;
@@ -22,6 +23,7 @@ pub const MAX_QUESTION_TOKENS: usize = 512;
 pub const QUESTION_RESERVE: usize = 128;
 pub const DEFAULT_MAX_NEW_TOKENS: usize = 64;
 pub const DEFAULT_TOP_K: usize = 4;
+pub const DEFAULT_RETRIEVAL: Retrieval = Retrieval::Fused;
 /// Upper bound on `max_new_tokens` (the decoder's window bounds it further).
 pub const MAX_NEW_TOKENS_LIMIT: usize = 4096;
 
@@ -68,18 +70,56 @@ impl Mode {
     }
 }
 
+/// How `rag` and `hybrid` choose the chunks whose raw text goes into the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retrieval {
+    /// Cosine between the question's encoder vector and the stored chunk vectors.
+    Dense,
+    /// BM25 over the chunk texts (exact terms: names, numbers).
+    Lexical,
+    /// Reciprocal rank fusion of the two rankings.
+    Fused,
+}
+
+impl Retrieval {
+    pub fn name(self) -> &'static str {
+        match self {
+            Retrieval::Dense => "dense",
+            Retrieval::Lexical => "lexical",
+            Retrieval::Fused => "fused",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Retrieval> {
+        match value {
+            "dense" => Ok(Retrieval::Dense),
+            "lexical" => Ok(Retrieval::Lexical),
+            "fused" => Ok(Retrieval::Fused),
+            other => Err(Error::Invalid(format!("unknown retrieval `{other}` (expected dense, lexical or fused)"))),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AskOptions {
     pub mode: Mode,
     pub max_new_tokens: usize,
     pub top_k: usize,
+    pub retrieval: Retrieval,
     /// Reuse (and keep) the KV cache of the question-independent prompt prefix.
     pub prefix_cache: bool,
 }
 
 impl Default for AskOptions {
     fn default() -> Self {
-        AskOptions { mode: Mode::Rag, max_new_tokens: DEFAULT_MAX_NEW_TOKENS, top_k: DEFAULT_TOP_K, prefix_cache: true }
+        AskOptions {
+            mode: Mode::Rag,
+            max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
+            top_k: DEFAULT_TOP_K,
+            retrieval: DEFAULT_RETRIEVAL,
+            prefix_cache: true,
+        }
     }
 }
 
@@ -129,7 +169,7 @@ impl Engine {
         // answer's latency.
         let loading = Instant::now();
         let decoder = self.decoder()?;
-        if options.mode.retrieves() {
+        if options.mode.retrieves() && options.retrieval != Retrieval::Lexical {
             self.encoder()?;
         }
         if options.mode.uses_adapter() {
@@ -176,7 +216,7 @@ impl Engine {
         }
         if mode.retrieves() {
             let chunks = chunks.as_ref().expect("chunks are loaded for document modes");
-            selected = self.retrieve(&document, chunks, question, options.top_k, store)?;
+            selected = self.retrieve(&document, chunks, question, options, store)?;
             let texts: Vec<&str> = selected.iter().map(|&i| chunks.texts[i].trim()).collect();
             let separator = if context.is_empty() { "" } else { template.chunk_separator.as_str() };
             let text = format!("{separator}{}", texts.join(&template.chunk_separator));
@@ -219,22 +259,31 @@ impl Engine {
         })
     }
 
-    /// The `top_k` chunks most similar to the question, in document order.
+    /// The `top_k` chunks that best match the question under `options.retrieval`, in document order.
     fn retrieve(
         &self,
         document: &DocumentRow,
         chunks: &StoredChunks,
         question: &str,
-        top_k: usize,
+        options: &AskOptions,
         store: &Reader<'_>,
     ) -> Result<Vec<usize>> {
-        let encoder = self.encoder()?;
-        check_encoder(document, encoder.fingerprint(), store)?;
-        let query = encoder.embed(&[question], 1)?;
-        let mut best: Vec<usize> =
-            vector::top_k(query.row(0), &chunks.vectors, chunks.dim, top_k).into_iter().map(|(i, _)| i).collect();
-        best.sort_unstable();
-        Ok(best)
+        let dense = || -> Result<Vec<f64>> {
+            let encoder = self.encoder()?;
+            check_encoder(document, encoder.fingerprint(), store)?;
+            let query = encoder.embed(&[question], 1)?;
+            Ok(chunks.vectors.chunks_exact(chunks.dim).map(|row| vector::dot(query.row(0), row) as f64).collect())
+        };
+        let scores = match options.retrieval {
+            Retrieval::Dense => dense()?,
+            Retrieval::Lexical => lexical::bm25(question, &chunks.texts),
+            Retrieval::Fused => lexical::fuse(&[dense()?, lexical::bm25(question, &chunks.texts)]),
+        };
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        order.truncate(options.top_k);
+        order.sort_unstable();
+        Ok(order)
     }
 }
 

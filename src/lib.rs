@@ -13,13 +13,14 @@ pub mod error;
 pub mod eval;
 pub mod export;
 pub mod ingest;
+pub mod lexical;
 pub mod manifest;
 pub mod runtime;
 pub mod sql;
 pub mod store;
 pub mod vector;
 
-pub use ask::{Answer, AskOptions, Mode};
+pub use ask::{Answer, AskOptions, Mode, Retrieval};
 pub use engine::{Engine, EngineOptions};
 pub use error::{Error, Result};
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use e2llm::ask::{AskOptions, Mode, DEFAULT_MAX_NEW_TOKENS, DEFAULT_TOP_K};
+use e2llm::ask::{AskOptions, Mode, Retrieval, DEFAULT_MAX_NEW_TOKENS, DEFAULT_RETRIEVAL, DEFAULT_TOP_K};
 use e2llm::compress::{self, CompressOptions};
 use e2llm::engine::{default_models_dir, Engine, EngineOptions};
 use e2llm::runtime::{self, Device};
@@ -93,6 +93,9 @@ enum Command {
         /// Chunks retrieved by rag and hybrid.
         #[arg(long, default_value_t = DEFAULT_TOP_K)]
         top_k: usize,
+        /// How rag and hybrid choose chunks: cosine (dense), BM25 (lexical) or both fused.
+        #[arg(long, value_enum, default_value_t = DEFAULT_RETRIEVAL)]
+        retrieval: Retrieval,
         /// Print one JSON object per question (answer, mode, prompt_tokens, ttft_ms, total_ms, ...).
         #[arg(long)]
         json: bool,
@@ -118,6 +121,9 @@ enum Command {
         max_new_tokens: usize,
         #[arg(long, default_value_t = DEFAULT_TOP_K)]
         top_k: usize,
+        /// How rag and hybrid choose chunks: cosine (dense), BM25 (lexical) or both fused.
+        #[arg(long, value_enum, default_value_t = DEFAULT_RETRIEVAL)]
+        retrieval: Retrieval,
         /// Write per-question results (JSONL) here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -235,10 +241,10 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
-        Command::Ask { db, doc, mode, max_new_tokens, top_k, json, no_prefix_cache, question, models } => {
+        Command::Ask { db, doc, mode, max_new_tokens, top_k, retrieval, json, no_prefix_cache, question, models } => {
             let store = Store::open_read_only(&db)?;
             let engine = models.engine()?;
-            let options = AskOptions { mode, max_new_tokens, top_k, prefix_cache: !no_prefix_cache };
+            let options = AskOptions { mode, max_new_tokens, top_k, retrieval, prefix_cache: !no_prefix_cache };
             for question in &question {
                 let answer = engine.ask(&store.reader(), &doc, question, &options)?;
                 if json {
@@ -249,7 +255,7 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval { db, questions, mode, max_new_tokens, top_k, out, limit, json, models } => {
+        Command::Eval { db, questions, mode, max_new_tokens, top_k, retrieval, out, limit, json, models } => {
             let store = Store::open_read_only(&db)?;
             let engine = models.engine()?;
             let mut questions = eval::read_questions(&questions)?;
@@ -268,7 +274,7 @@ fn run(command: Command) -> Result<ExitCode> {
             } else {
                 indicatif::ProgressBar::hidden()
             };
-            let options = AskOptions { mode, max_new_tokens, top_k, prefix_cache: true };
+            let options = AskOptions { mode, max_new_tokens, top_k, retrieval, prefix_cache: true };
             let (_, summary) = eval::run(
                 &engine,
                 &store.reader(),

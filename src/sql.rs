@@ -73,7 +73,8 @@ fn text_arg(ctx: &Context<'_>, index: usize, function: &str, name: &str) -> rusq
     }
 }
 
-/// Parses `{"mode": "...", "max_new_tokens": N, "top_k": K, "prefix_cache": true}`; unknown keys are errors.
+/// Parses `{"mode": "...", "max_new_tokens": N, "top_k": K, "retrieval": "fused", "prefix_cache": true}`;
+/// unknown keys are errors.
 pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
     let mut options = AskOptions::default();
     let Some(json) = json else { return Ok(options) };
@@ -94,6 +95,11 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             }
             "max_new_tokens" => options.max_new_tokens = count(value)?,
             "top_k" => options.top_k = count(value)?,
+            "retrieval" => {
+                let retrieval =
+                    value.as_str().ok_or_else(|| Error::Invalid("option `retrieval` must be a string".into()))?;
+                options.retrieval = crate::ask::Retrieval::parse(retrieval)?;
+            }
             "prefix_cache" => {
                 options.prefix_cache = value
                     .as_bool()
@@ -101,7 +107,7 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             }
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, prefix_cache)"
+                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, prefix_cache)"
                 )))
             }
         }

@@ -30,15 +30,6 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Indices of the `k` rows of `matrix` (row-major, `dim` columns) most similar to `query`
-/// (dot product = cosine for L2-normalised vectors), best first.
-pub fn top_k(query: &[f32], matrix: &[f32], dim: usize, k: usize) -> Vec<(usize, f32)> {
-    let mut scored: Vec<(usize, f32)> = matrix.chunks_exact(dim).map(|row| dot(query, row)).enumerate().collect();
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    scored.truncate(k);
-    scored
-}
-
 #[cfg(test)]
 mod proptests {
     use super::*;
@@ -88,12 +79,5 @@ mod tests {
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             assert!(from_blob(&to_blob(&[0.5, bad]), 2).is_err());
         }
-    }
-
-    #[test]
-    fn top_k_orders_by_similarity() {
-        let matrix = [1.0, 0.0, 0.0, 1.0, 0.6, 0.8];
-        let best = top_k(&[0.0, 1.0], &matrix, 2, 2);
-        assert_eq!(best.iter().map(|b| b.0).collect::<Vec<_>>(), vec![1, 2]);
     }
 }

@@ -59,7 +59,7 @@ fn compressed_and_hybrid_use_one_soft_token_per_chunk() {
             &store.reader(),
             &doc_id,
             "Which Congress is addressed?",
-            &e2llm::AskOptions { mode, max_new_tokens: 4, top_k: 2, prefix_cache: true },
+            &e2llm::AskOptions { mode, max_new_tokens: 4, top_k: 2, ..Default::default() },
         )
     };
     let bare = ask(e2llm::Mode::QuestionOnly).unwrap();

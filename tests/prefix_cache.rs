@@ -21,7 +21,7 @@ fn cached_prefix_gives_the_same_answers_as_a_fresh_prefill() {
         modes.extend([Mode::Compressed, Mode::Hybrid]);
     }
     for mode in modes {
-        let cached = AskOptions { mode, max_new_tokens: 6, top_k: 2, prefix_cache: true };
+        let cached = AskOptions { mode, max_new_tokens: 6, top_k: 2, ..Default::default() };
         let fresh = AskOptions { prefix_cache: false, ..cached.clone() };
         let first = engine.ask(&reader, &roosevelt, "Which Congress is addressed?", &cached).unwrap();
         let second = engine.ask(&reader, &roosevelt, "What are the four freedoms?", &cached).unwrap();
@@ -37,7 +37,7 @@ fn cached_prefix_gives_the_same_answers_as_a_fresh_prefill() {
         assert!(first.answer.len() + other.answer.len() > 0);
     }
     // Retrieval depends on the question: rag never claims a hit.
-    let rag = AskOptions { mode: Mode::Rag, max_new_tokens: 2, top_k: 2, prefix_cache: true };
+    let rag = AskOptions { mode: Mode::Rag, max_new_tokens: 2, top_k: 2, ..Default::default() };
     for _ in 0..2 {
         assert!(!engine.ask(&reader, &roosevelt, "Which Congress is addressed?", &rag).unwrap().prefix_cache_hit);
     }

@@ -1,0 +1,142 @@
+//! Lexical scoring of a document's chunks against a question (Okapi BM25), and rank fusion with the
+//! dense (cosine) ranking.
+//!
+//! Why: a sentence encoder turns a ~100-token chunk into one vector; a single odd sentence inside it
+//! (a "needle": a name, a number) barely moves that vector, so cosine ranking misses it. The words the
+//! question shares with that sentence are rare in the document, which is exactly what BM25 rewards.
+//! Fusing the two rankings keeps the dense ranking's paraphrase matching and adds exact-term matching.
+
+/// BM25 term-frequency saturation and length normalisation (the usual defaults).
+const K1: f64 = 1.2;
+const B: f64 = 0.75;
+/// Reciprocal-rank-fusion constant: damps the weight of the very first ranks.
+pub const RRF_K: f64 = 60.0;
+
+/// Words that carry no topic: skipping them keeps "what/how/the" from scoring.
+const STOPWORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "did", "do", "does", "for", "from", "had", "has", "have", "how",
+    "in", "is", "it", "its", "many", "much", "of", "on", "or", "that", "the", "their", "there", "this", "to", "was",
+    "were", "what", "when", "where", "which", "who", "whom", "why", "with",
+];
+
+/// Lower-cased alphanumeric words, stopwords removed.
+pub fn terms(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .collect()
+}
+
+/// BM25 score of every text against `query` (0 for texts sharing no term with it).
+pub fn bm25<S: AsRef<str>>(query: &str, texts: &[S]) -> Vec<f64> {
+    let mut query_terms = terms(query);
+    query_terms.sort();
+    query_terms.dedup();
+    if query_terms.is_empty() || texts.is_empty() {
+        return vec![0.0; texts.len()];
+    }
+    // Per text: its length in terms and the counts of the query's terms in it.
+    let counted: Vec<(usize, Vec<u32>)> = texts
+        .iter()
+        .map(|text| {
+            let words = terms(text.as_ref());
+            let counts = query_terms.iter().map(|q| words.iter().filter(|w| *w == q).count() as u32).collect();
+            (words.len(), counts)
+        })
+        .collect();
+    let n = texts.len() as f64;
+    let mean_len = (counted.iter().map(|(len, _)| *len).sum::<usize>() as f64 / n).max(1.0);
+    let idf: Vec<f64> = (0..query_terms.len())
+        .map(|t| {
+            let df = counted.iter().filter(|(_, counts)| counts[t] > 0).count() as f64;
+            ((n - df + 0.5) / (df + 0.5) + 1.0).ln()
+        })
+        .collect();
+    counted
+        .iter()
+        .map(|(len, counts)| {
+            let norm = K1 * (1.0 - B + B * *len as f64 / mean_len);
+            counts
+                .iter()
+                .zip(&idf)
+                .map(|(&tf, idf)| {
+                    let tf = tf as f64;
+                    idf * tf * (K1 + 1.0) / (tf + norm)
+                })
+                .sum()
+        })
+        .collect()
+}
+
+/// 0-based rank of every item under `scores` (highest first; ties broken by position).
+fn ranks(scores: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let mut rank = vec![0; scores.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = r;
+    }
+    rank
+}
+
+/// Reciprocal rank fusion of several scorings of the same items: `Σ 1 / (RRF_K + rank + 1)`.
+pub fn fuse(scorings: &[Vec<f64>]) -> Vec<f64> {
+    let len = scorings.first().map_or(0, Vec::len);
+    let mut fused = vec![0.0; len];
+    for scores in scorings {
+        assert_eq!(scores.len(), len, "fused scorings rank the same items");
+        for (i, r) in ranks(scores).into_iter().enumerate() {
+            fused[i] += 1.0 / (RRF_K + r as f64 + 1.0);
+        }
+    }
+    fused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rare_shared_terms_win() {
+        let texts = [
+            "The economy grew and the nation prospered under the new laws of the land.",
+            "The harbour lighthouse of Trondheim is painted ochre and has 412 steps. Congress met.",
+            "Congress passed the budget; the nation and the economy were discussed at length.",
+        ];
+        let scores = bm25("How many steps does the harbour lighthouse of Trondheim have?", &texts);
+        assert!(scores[1] > 0.0 && scores[0] == 0.0 && scores[2] == 0.0, "{scores:?}");
+    }
+
+    #[test]
+    fn no_shared_terms_scores_zero() {
+        assert_eq!(bm25("what is it", &["anything at all"]), vec![0.0]);
+        assert_eq!(bm25("zebra", &["anything"; 3]), vec![0.0; 3]);
+        assert!(bm25::<&str>("zebra", &[]).is_empty());
+    }
+
+    #[test]
+    fn fusion_rewards_agreement() {
+        let dense = vec![0.9, 0.8, 0.1];
+        let lexical = vec![0.0, 5.0, 1.0];
+        let fused = fuse(&[dense, lexical]);
+        assert!(fused[1] > fused[0] && fused[0] > fused[2], "{fused:?}");
+    }
+
+    #[test]
+    fn terms_drop_stopwords_and_case() {
+        assert_eq!(terms("How MANY steps, in Trondheim?"), vec!["steps", "trondheim"]);
+    }
+
+    proptest::proptest! {
+        /// Any query and texts: finite, non-negative scores, one per text; fusion of any scorings is finite.
+        #[test]
+        fn scores_are_finite(query in ".{0,40}", texts in proptest::collection::vec(".{0,60}", 0..8)) {
+            let scores = bm25(&query, &texts);
+            proptest::prop_assert_eq!(scores.len(), texts.len());
+            proptest::prop_assert!(scores.iter().all(|s| s.is_finite() && *s >= 0.0));
+            let fused = fuse(&[scores.clone(), scores]);
+            proptest::prop_assert!(fused.iter().all(|s| s.is_finite() && *s > 0.0));
+        }
+    }
+}
