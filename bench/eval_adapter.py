@@ -13,32 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sqlite3
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(os.environ.get("E2LLM_BIN", ROOT / "target" / "release" / "e2llm"))
+from runner import ROOT, compress, run_eval
+
 DATA = ROOT / "data" / "train"
 MODES = ["question-only", "compressed", "hybrid", "rag", "full"]
 UNDERSTAND_QUESTION = "Repeat the document word for word."  # the understanding task's prompt in training
-
-
-def run_eval(db: Path, questions: Path, mode: str, max_new_tokens: int, out: Path, limit: int | None) -> tuple[dict, list[dict]]:
-    args = [str(BIN), "eval", "--db", str(db), "--questions", str(questions), "--mode", mode, "--json",
-            "--max-new-tokens", str(max_new_tokens), "--out", str(out)]
-    if limit:
-        args += ["--limit", str(limit)]
-    result = subprocess.run(args, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {result.stderr}")
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    return json.loads(result.stdout), rows
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int = 10_000, seed: int = 0) -> dict:
@@ -59,7 +45,7 @@ def reconstruction(work: Path, count: int, seed: int) -> dict:
     docs = work / "recon.jsonl"
     docs.write_text("".join(json.dumps({"id": f"{d}#{s}", "text": t}) + "\n" for d, s, t in chosen))
     db = work / "recon.db"
-    subprocess.run([str(BIN), "compress", "--db", str(db), str(docs), "--json"], check=True, capture_output=True)
+    compress(db, docs)
     single = {d for (d,) in sqlite3.connect(db).execute(
         "SELECT doc_id FROM chunks GROUP BY doc_id HAVING count(*) = 1")}
     questions = work / "recon_q.jsonl"

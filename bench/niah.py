@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import subprocess
+import sqlite3
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(os.environ.get("E2LLM_BIN", ROOT / "target" / "release" / "e2llm"))
+from runner import ROOT, compress, run_eval
+
 MODES = ["compressed", "hybrid", "rag", "full"]
+RETRIEVING = {"hybrid", "rag"}
 CITIES = ["Valparaiso", "Trondheim", "Mombasa", "Hobart", "Tbilisi", "Cusco", "Galway", "Nagasaki"]
 COLOURS = ["turquoise", "vermilion", "saffron", "indigo", "chartreuse", "magenta", "ochre", "cerulean"]
 
@@ -55,13 +55,6 @@ def build_document(paragraphs: list[str], start: int, tokens: int, depth: float,
     return "\n\n".join(chosen)
 
 
-def run(args: list[str]) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(BIN), *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"e2llm {' '.join(args)}: {result.stderr}")
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", type=int, nargs="*", default=[2000, 8000, 32000])
@@ -69,6 +62,11 @@ def main() -> None:
     parser.add_argument("--needles", type=int, default=2, help="documents per (length, depth) cell")
     parser.add_argument("--modes", nargs="*", default=MODES)
     parser.add_argument("--top-k", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=24,
+                        help="the 135M decoder often restates the question before the number: 12 cut it off")
+    parser.add_argument("--retrieval", default="fused", choices=["dense", "lexical", "fused"],
+                        help="how rag and hybrid choose chunks")
+    parser.add_argument("--work", type=Path, help="keep the database here (reused when it exists)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
     args = parser.parse_args()
     rng = random.Random(0)
@@ -85,28 +83,47 @@ def main() -> None:
                                   "length": length, "depth": depth})
     report: dict = {"lengths": args.lengths, "depths": args.depths, "needles": args.needles, "top_k": args.top_k,
                     "modes": {}}
+    report["retrieval"] = args.retrieval
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         (work / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
         (work / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
         db = work / "niah.db"
-        summary = json.loads(run(["compress", "--db", str(db), str(work / "docs.jsonl"), "--json"]).stdout)
-        report["documents"] = {"count": len(docs), "chunks": summary["chunks"], "tokens": summary["tokens"]}
+        summary = compress(db, work / "docs.jsonl")
+        connection = sqlite3.connect(db)
+        counts = connection.execute("SELECT count(*), sum(token_end - token_start) FROM chunks").fetchone()
+        report["documents"] = {"count": len(docs), "chunks": counts[0], "tokens": counts[1],
+                               "compress_seconds": summary.get("seconds")}
         for mode in args.modes:
             out = work / f"{mode}.jsonl"
-            run(["eval", "--db", str(db), "--questions", str(work / "questions.jsonl"), "--mode", mode, "--json",
-                 "--max-new-tokens", "12", "--top-k", str(args.top_k), "--out", str(out)])
-            rows = [json.loads(line) for line in out.read_text().splitlines()]
+            _, rows = run_eval(db, work / "questions.jsonl", mode, args.max_new_tokens, out,
+                               extra=("--top-k", str(args.top_k), "--retrieval", args.retrieval))
             grid = {}
             for q, r in zip(questions, rows):
-                cell = grid.setdefault(f"{q['length']}|{q['depth']}", {"hits": 0, "n": 0, "prompt_tokens": 0})
+                cell = grid.setdefault(f"{q['length']}|{q['depth']}",
+                                       {"hits": 0, "n": 0, "prompt_tokens": 0, "retrieved": 0})
                 cell["hits"] += int(r["contained"] > 0)
                 cell["n"] += 1
                 cell["prompt_tokens"] = max(cell["prompt_tokens"], r["prompt_tokens"])
-            report["modes"][mode] = {"recall": sum(int(r["contained"] > 0) for r in rows) / len(rows), "grid": grid}
-            print(mode, report["modes"][mode]["recall"], flush=True)
+                cell["retrieved"] += int(needle_retrieved(connection, q, r["chunks"]))
+            result = {"recall": sum(int(r["contained"] > 0) for r in rows) / len(rows), "grid": grid}
+            if mode in RETRIEVING:
+                result["retrieved"] = sum(c["retrieved"] for c in grid.values()) / len(rows)
+            report["modes"][mode] = result
+            print(mode, {k: v for k, v in result.items() if k != "grid"}, flush=True)
             (args.out / "niah.json").write_text(json.dumps(report, indent=2))
     write_report(report, args.out)
+
+
+def needle_retrieved(connection: sqlite3.Connection, question: dict, chunks: list[int]) -> bool:
+    """Whether one of the chunks placed in the prompt holds the needle's value."""
+    for seq in chunks:
+        (text,) = connection.execute("SELECT text FROM chunks WHERE doc_id = ? AND seq = ?",
+                                     (question["doc_id"], seq)).fetchone()
+        if question["answers"][0] in text and "lighthouse" in text:
+            return True
+    return False
 
 
 def write_report(report: dict, out: Path) -> None:

@@ -64,6 +64,17 @@ def heldout_ids(records: list[dict]) -> set[str]:
     return set(chosen)
 
 
+def split(records: list[dict], rng: random.Random, train_count: int) -> tuple[list[dict], list[dict], list[dict]]:
+    """HotpotQA as (training questions, tuning questions, held-out questions): the held-out split is the
+    committed one; the rest is shuffled by `rng`, its first `train_count` train the adapter and the
+    remainder, never trained on, is where settings (hybrid top-k, retrieval, chunk size) are tuned."""
+    held = heldout_ids(records)
+    rest = [r for r in records if r["id"] not in held]
+    evaluation = sorted((r for r in records if r["id"] in held), key=lambda r: r["id"])
+    rng.shuffle(rest)
+    return rest[:train_count], rest[train_count:], evaluation
+
+
 FIRST = ["Ada", "Bram", "Corin", "Delia", "Emrys", "Faye", "Gideon", "Hale", "Ines", "Jory", "Kira", "Lorcan",
          "Mira", "Nolan", "Orla", "Piet", "Quill", "Rosa", "Silas", "Tamsin", "Ulric", "Vera", "Wren", "Yara"]
 LAST = ["Ashdown", "Brightwater", "Calloway", "Dunmore", "Everhart", "Fairweather", "Greaves", "Holloway",
@@ -121,11 +132,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     records = load_hotpotqa()
-    held = heldout_ids(records)
-    train = [r for r in records if r["id"] not in held]
-    evaluation = sorted((r for r in records if r["id"] in held), key=lambda r: r["id"])
-    rng.shuffle(train)
-    train = train[: args.hotpot_train]
+    train, _, evaluation = split(records, rng, args.hotpot_train)
     random.Random(1).shuffle(evaluation)
     evaluation = sorted(evaluation[: args.hotpot_eval], key=lambda r: r["id"])
     synthetic = synthetic_documents(args.synthetic, rng)
