@@ -85,6 +85,13 @@ pub fn library_candidates(models_dir: &Path) -> Vec<PathBuf> {
 pub fn environment(models_dir: &Path) -> Result<(Environment, PathBuf)> {
     ENVIRONMENT
         .get_or_init(|| {
+            // A path the user set explicitly is used or refused, never skipped for another library:
+            // a typo there must not silently load a different build (CPU for GPU, another version).
+            if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from) {
+                if !path.is_file() {
+                    return Err(format!("ORT_DYLIB_PATH is {}, which is not a file", path.display()));
+                }
+            }
             let candidates = library_candidates(models_dir);
             let Some(path) = candidates.iter().find(|p| p.is_file()).cloned() else {
                 return Err(format!(

@@ -3,54 +3,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn extension() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/libe2llm.so");
-    assert!(path.is_file(), "{} not built: run `make ext` (make test does)", path.display());
-    path.with_extension("")
-}
-
-/// A small database compressed by the CLI.
-fn database(dir: &Path) -> PathBuf {
-    let doc = dir.join("harbour.txt");
-    std::fs::write(
-        &doc,
-        "The harbour of Kestrel Bay opened in 1887. Its lighthouse keeper was Ada Morrow. \
-         The harbour closed in 1990 after the fishing fleet moved north.",
-    )
-    .unwrap();
-    let db = dir.join("t.db");
-    let out = Command::new(common::bin())
-        .args(["compress", "--db", db.to_str().unwrap(), "harbour.txt"])
-        .current_dir(dir)
-        .env("E2LLM_MODELS", common::models_dir())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    db
-}
-
-fn sqlite3(db: &Path, script: &str) -> Output {
-    let mut child = Command::new("sqlite3")
-        .arg(db)
-        .env("E2LLM_MODELS", common::models_dir())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the sqlite3 shell is installed (make test installs it)");
-    use std::io::Write;
-    let script = format!(".load {}\n{script}\n", extension().display());
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
+use common::{extension, harbour_database, sqlite3};
 
 #[test]
 fn ask_from_the_sqlite3_shell() {
     let dir = tempfile::tempdir().unwrap();
-    let db = database(dir.path());
+    let db = harbour_database(dir.path());
     let out = sqlite3(
         &db,
         "SELECT e2llm_version();\n\
@@ -70,7 +30,7 @@ fn ask_from_the_sqlite3_shell() {
 #[test]
 fn bad_calls_are_sql_errors_not_crashes() {
     let dir = tempfile::tempdir().unwrap();
-    let db = database(dir.path());
+    let db = harbour_database(dir.path());
     let cases = [
         ("SELECT e2llm_ask(NULL, 'q');", "doc_id is NULL"),
         ("SELECT e2llm_ask(42, 'q');", "doc_id must be TEXT"),
@@ -111,7 +71,7 @@ fn python_with_extensions() -> String {
 #[test]
 fn ask_from_python_loads_models_once() {
     let dir = tempfile::tempdir().unwrap();
-    let db = database(dir.path());
+    let db = harbour_database(dir.path());
     let script = r#"
 import json, sqlite3, sys, time
 db = sqlite3.connect(sys.argv[1])
