@@ -193,3 +193,38 @@ fn device_auto_reports_the_provider_it_used() {
         assert_eq!(provider, "CPUExecutionProvider");
     }
 }
+
+/// Chunk vectors damaged in the database (a wrong-length BLOB, a NaN) are named with their document
+/// and chunk by every mode that reads them, as an error, never a panic or a silent wrong answer.
+#[test]
+fn corrupt_stored_vectors_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("short.txt"), "The harbour opened in 1887.").unwrap();
+    std::fs::write(dir.path().join("nan.txt"), "The lighthouse keeper was Ada Morrow.").unwrap();
+    let db = dir.path().join("t.db");
+    let out = Command::new(common::bin())
+        .args(["compress", "--db", "t.db", "short.txt", "nan.txt"])
+        .current_dir(dir.path())
+        .env("E2LLM_MODELS", common::models_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("UPDATE chunks SET vector = zeroblob(100) WHERE doc_id = 'short.txt'", []).unwrap();
+    let dim: usize = conn.query_row("SELECT dim FROM models", [], |r| r.get::<_, i64>(0)).unwrap() as usize;
+    let mut vector = vec![0.05f32; dim];
+    vector[7] = f32::NAN;
+    conn.execute("UPDATE chunks SET vector = ?1 WHERE doc_id = 'nan.txt'", [e2llm::vector::to_blob(&vector)]).unwrap();
+    drop(conn);
+    let cases = [("short.txt", "vector BLOB has 100 bytes"), ("nan.txt", "vector component 7 is NaN")];
+    for (doc, problem) in cases {
+        for mode in ["hybrid", "compressed"] {
+            let out =
+                e2llm(&["ask", "--db", path(&db), "--doc", doc, "--mode", mode, "--max-new-tokens", "2", "When?"]);
+            let err = stderr(&out);
+            assert!(!out.status.success(), "{doc} {mode}: answered from a corrupt vector: {}", stdout(&out));
+            assert!(err.contains(&format!("document `{doc}` chunk 0")) && err.contains(problem), "{doc} {mode}: {err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+}
