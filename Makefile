@@ -27,7 +27,7 @@ export LD_LIBRARY_PATH := $(CURDIR)/$(GPU_RUNTIME)$(if $(LD_LIBRARY_PATH),:$(LD_
 setup: runtime-gpu
 endif
 
-.PHONY: setup venv venv-dist venv-data models runtime-gpu env build ext sqlite3-shell demo bench train train-data eval-adapter niah lint test test-rust test-python clean
+.PHONY: setup venv venv-dist venv-data models runtime-gpu env build ext sqlite3-shell demo bench train train-data eval-adapter eval tune niah lint test test-rust test-python clean
 
 setup: models build
 
@@ -125,7 +125,17 @@ train: train-data $(VENV)/.installed-train
 
 # Needle in a haystack per mode and (length, depth) -> reports/niah.md, niah.png
 niah: setup venv-data
-	$(PY) bench/niah.py
+	$(PY) bench/niah.py --lengths 2000 8000 32000 128000
+
+# Answer quality per mode vs document length (held-out HotpotQA, 2K-128K) -> reports/eval.md, eval.png;
+# then the NIAH grid per mode. About an hour on 2 cores.
+eval: setup venv-data
+	$(PY) bench/eval.py
+	$(MAKE) niah
+
+# hybrid's defaults (retrieval, top-k, chunk size) chosen on the tuning split -> reports/tune.md
+tune: setup venv-data
+	$(PY) bench/tune.py
 
 # Held-out HotpotQA per mode, paired bootstrap, reconstruction F1 -> reports/adapter_eval.md
 eval-adapter: setup
