@@ -4,7 +4,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use e2llm::store::Store;
@@ -143,4 +144,115 @@ fn readers_keep_working_while_a_batch_writes() {
     assert!(writer_done && status.success(), "the writer did not finish in time or failed");
     assert!(reads >= 2, "only {reads} reads overlapped the write");
     assert_eq!(assert_consistent(&db), 1 + 3 * std::fs::read_dir(common::examples_dir()).unwrap().count());
+}
+
+/// One reader process's run: when it started and ended, and what went wrong if anything did.
+struct Read {
+    started: Instant,
+    ended: Instant,
+    failure: Option<String>,
+}
+
+/// Runs `read` again and again until `stop` is set; every run is recorded.
+fn reader_loop(stop: &AtomicBool, read: impl Fn() -> Output, check: impl Fn(&Output) -> bool) -> Vec<Read> {
+    let mut reads = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let out = read();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let failed = !out.status.success() || !check(&out) || stderr.contains("locked") || stderr.contains("busy");
+        let failure = failed.then(|| format!("{}: {stderr} {}", out.status, String::from_utf8_lossy(&out.stdout)));
+        reads.push(Read { started, ended: Instant::now(), failure });
+    }
+    reads
+}
+
+/// A JSONL corpus of the first `documents` pieces of `paragraphs` paragraphs of the example addresses:
+/// many small documents, so a batch commits several groups (32 documents per transaction) as it goes.
+fn paragraph_corpus(dir: &Path, paragraphs: usize, documents: usize) -> std::path::PathBuf {
+    let path = dir.join("paragraphs.jsonl");
+    let mut files: Vec<_> = std::fs::read_dir(common::examples_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mut lines = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let pieces: Vec<&str> = text.split("\n\n").filter(|p| !p.trim().is_empty()).collect();
+        for (i, piece) in pieces.chunks(paragraphs).enumerate() {
+            let id = format!("{}#{i}", file.file_name().unwrap().to_string_lossy());
+            lines.push(serde_json::json!({"id": id, "text": piece.join("\n\n")}).to_string());
+        }
+    }
+    assert!(lines.len() >= documents, "the examples give only {} pieces", lines.len());
+    std::fs::write(&path, lines[..documents].join("\n")).unwrap();
+    path
+}
+
+/// Three `ask` processes at a time, and the extension in a `sqlite3` shell, read while one `compress`
+/// commits a corpus group by group: no reader fails or meets a lock, each reads while commits land,
+/// and no write is lost.
+#[test]
+fn several_processes_ask_while_a_batch_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("busy.db");
+    let seed = dir.path().join("seed.txt");
+    std::fs::write(&seed, "The observatory on Mount Lemmon was built in 1956 by the air force.").unwrap();
+    assert!(compress_command(&db, &seed).output().unwrap().status.success());
+    let pieces = 120; // four commits; about half the examples' text to encode
+    let input = paragraph_corpus(dir.path(), 3, pieces);
+
+    let ask = || {
+        Command::new(common::bin())
+            .args(["ask", "--db", db.to_str().unwrap(), "--doc", seed.to_str().unwrap(), "--mode", "rag"])
+            .args(["--max-new-tokens", "2", "--threads", "1", "When was it built?"])
+            .env("E2LLM_MODELS", common::models_dir())
+            .output()
+            .unwrap()
+    };
+    // The shell is the host: its connection gets the busy timeout e2llm's own connections have.
+    let sql = format!(
+        ".timeout 60000\nSELECT count(*) >= 1 FROM documents;\n\
+         SELECT length(e2llm_ask('{}', 'When was it built?', '{{\"max_new_tokens\": 2}}')) > 0;",
+        seed.display()
+    );
+    let documents = || Store::open_read_only(&db).unwrap().reader().stats().unwrap().documents;
+    let stop = AtomicBool::new(false);
+    let (commits, status, readers) = std::thread::scope(|scope| {
+        let mut writer = compress_command(&db, &input).spawn().unwrap();
+        let mut readers: Vec<_> = (0..3).map(|_| scope.spawn(|| reader_loop(&stop, ask, |_| true))).collect();
+        readers.push(scope.spawn(|| {
+            reader_loop(&stop, || common::sqlite3(&db, &sql), |out| out.stdout == b"1\n1\n" && out.stderr.is_empty())
+        }));
+        // When each group's commit became visible (polled).
+        let (started, mut commits, mut seen) = (Instant::now(), Vec::new(), documents());
+        let status = loop {
+            if let Some(status) = writer.try_wait().unwrap() {
+                break Some(status);
+            }
+            if started.elapsed() > Duration::from_secs(130) {
+                writer.kill().unwrap();
+                writer.wait().unwrap();
+                break None;
+            }
+            let now = documents();
+            if now != seen {
+                seen = now;
+                commits.push(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        stop.store(true, Ordering::Relaxed);
+        (commits, status, readers.into_iter().map(|r| r.join().unwrap()).collect::<Vec<_>>())
+    });
+    assert!(status.is_some_and(|s| s.success()), "the writer failed or did not finish in 130 s: {status:?}");
+    assert!(commits.len() >= 2, "only {} commits seen while writing", commits.len());
+    let (first, last) = (commits[0], *commits.last().unwrap());
+    for (i, reads) in readers.iter().enumerate() {
+        let during = reads.iter().filter(|r| r.started <= last && r.ended >= first).count();
+        eprintln!("reader {i}: {} reads, {during} while {} commits landed", reads.len(), commits.len());
+        if let Some(failure) = reads.iter().find_map(|r| r.failure.as_ref()) {
+            panic!("reader {i} failed during the write: {failure}");
+        }
+        assert!(during >= 1, "reader {i} never read while commits landed");
+    }
+    assert_eq!(assert_consistent(&db), 1 + pieces, "documents lost or extra after the write");
 }
