@@ -83,3 +83,12 @@ impl Error {
         Error::Inference { model: model.into(), reason: err.to_string() }
     }
 }
+
+/// The text of a caught panic (its `&str` or `String` payload), for the errors that replace panics.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

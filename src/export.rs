@@ -173,8 +173,24 @@ fn summary(rows: usize, documents: usize, file: &Path, started: Instant) -> Tran
     }
 }
 
-/// Reads an export (or `compress --out`) file back into documents, checking its schema.
+/// Reads an export (or `compress --out`) file back into documents, checking its schema. A damaged
+/// file is an error naming it, never a panic.
 pub fn read(path: &Path) -> Result<(EncoderInfo, Vec<NewDocument>)> {
+    // The parquet crate panics on some corrupt files instead of returning an error (found by the
+    // bit-flip property test in tests/store.rs; e.g. apache/arrow-rs#9839, malformed Thrift fields
+    // in page headers, parquet 57). Nothing of a failed read is kept, so unwinding out of it is safe.
+    std::panic::catch_unwind(|| read_file(path)).unwrap_or_else(|panic| {
+        Err(Error::Parquet {
+            path: path.display().to_string(),
+            reason: format!(
+                "corrupt file: the Parquet reader failed ({}); re-create it with `e2llm export`",
+                crate::error::panic_message(&*panic)
+            ),
+        })
+    })
+}
+
+fn read_file(path: &Path) -> Result<(EncoderInfo, Vec<NewDocument>)> {
     let label = path.display().to_string();
     let err = |reason: String| Error::Parquet { path: label.clone(), reason };
     let file = File::open(path).map_err(|e| err(e.to_string()))?;

@@ -50,11 +50,7 @@ fn user_error(message: impl Into<String>) -> rusqlite::Error {
 /// SQL error naming the function (the host's statement fails, the host goes on).
 fn guard<T>(function: &str, body: impl FnOnce() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|panic| {
-        let reason = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let reason = crate::error::panic_message(&*panic);
         Err(user_error(format!("{function}: internal error (please report): {reason}")))
     })
 }

@@ -167,3 +167,111 @@ fn importing_a_foreign_parquet_file_is_a_clear_error() {
     let err = e2llm::export::import(&mut store, &path).unwrap_err().to_string();
     assert!(err.contains("not a readable Parquet file"), "{err}");
 }
+
+/// The import's target for the property tests below: the encoder of the export, a document of its
+/// own and one whose id the export also has (with other contents), so any write would show.
+fn import_target(path: &std::path::Path) -> Store {
+    let mut store = Store::open(path).unwrap();
+    let model = store.ensure_model(&encoder("abc")).unwrap();
+    store.write_documents(model, &[document("mine", &["kept"], 9.0), document("doc-1", &["older"], 8.0)]).unwrap();
+    store
+}
+
+/// Every document of `store`, and whether `PRAGMA integrity_check` is ok.
+fn contents(store: &Store) -> (Vec<NewDocument>, bool) {
+    let reader = store.reader();
+    let documents = reader.doc_ids().unwrap().iter().map(|id| reader.full_document(id).unwrap()).collect();
+    let integrity: String = store.connection().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    (documents, integrity == "ok")
+}
+
+/// A valid export (4 documents, 8 chunks, zstd) as bytes.
+fn valid_export() -> &'static [u8] {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTES.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("source.db")).unwrap();
+        let model = store.ensure_model(&encoder("abc")).unwrap();
+        let documents: Vec<NewDocument> =
+            (0..4).map(|i| document(&format!("doc-{i}"), &["alpha ", "beta ünï"], i as f32)).collect();
+        store.write_documents(model, &documents).unwrap();
+        let out = dir.path().join("export.parquet");
+        e2llm::export::export(&store.reader(), &out).unwrap();
+        std::fs::read(out).unwrap()
+    })
+}
+
+/// Imports `bytes` as a Parquet file into a fresh [`import_target`]. Whatever the bytes, no panic; on an
+/// error the database is unchanged; on success it holds exactly what the file says, intact. Returns
+/// whether the import succeeded.
+fn import_bytes(bytes: &[u8]) -> Result<bool, proptest::test_runner::TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input.parquet");
+    std::fs::write(&file, bytes).unwrap();
+    let mut store = import_target(&dir.path().join("target.db"));
+    let before = contents(&store);
+    let result = e2llm::export::import(&mut store, &file);
+    let after = contents(&store);
+    proptest::prop_assert!(after.1, "integrity check failed after import: {:?}", result.as_ref().err());
+    match result {
+        Err(e) => {
+            proptest::prop_assert!(!e.to_string().is_empty());
+            proptest::prop_assert_eq!(after.0, before.0, "a failed import changed the database: {}", e);
+            Ok(false)
+        }
+        Ok(_) => {
+            let (_, imported) = e2llm::export::read(&file).unwrap();
+            for document in &imported {
+                proptest::prop_assert!(after.0.contains(document), "`{}` not stored as read", document.doc_id);
+            }
+            proptest::prop_assert!(after.0.iter().any(|d| d.doc_id == "mine"), "import removed a document");
+            Ok(true)
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Random bytes, bare or framed by Parquet's magic and a footer length, are refused.
+    #[test]
+    fn import_refuses_random_bytes(
+        body in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+        framed in proptest::bool::ANY,
+        footer in 0u32..4096,
+    ) {
+        let bytes = if framed {
+            [b"PAR1".as_slice(), &body, &footer.to_le_bytes(), b"PAR1"].concat()
+        } else {
+            body
+        };
+        proptest::prop_assert!(!import_bytes(&bytes)?, "random bytes were imported");
+    }
+
+    /// Every proper prefix of a valid export is refused.
+    #[test]
+    fn import_refuses_truncated_exports(fraction in 0.0f64..1.0) {
+        let valid = valid_export();
+        let length = (valid.len() as f64 * fraction) as usize;
+        proptest::prop_assert!(!import_bytes(&valid[..length])?, "a {length}-byte prefix was imported");
+    }
+
+    /// A valid export with 1 to 8 bits flipped: refused with the database unchanged, or (a flip in a
+    /// value that stays valid) imported exactly as it reads; never a panic or a partial import.
+    #[test]
+    fn import_of_bit_flipped_exports_is_all_or_nothing(
+        flips in proptest::collection::vec((proptest::num::usize::ANY, 0u8..8), 1..=8),
+    ) {
+        let mut bytes = valid_export().to_vec();
+        for (position, bit) in flips {
+            let len = bytes.len();
+            bytes[position % len] ^= 1 << bit;
+        }
+        import_bytes(&bytes)?;
+    }
+}
+
+#[test]
+fn the_valid_export_used_above_imports() {
+    assert!(import_bytes(valid_export()).unwrap());
+}
