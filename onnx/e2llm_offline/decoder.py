@@ -302,10 +302,13 @@ def rope_tables(config: DecoderConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def _rms_norm(g: GraphBuilder, x: str, weight: np.ndarray, eps: float, hint: str) -> str:
     # Pow → ReduceMean → Add → Sqrt → Div → Mul: the pattern ONNX Runtime fuses into one kernel.
-    squared = g.op("Pow", [x, g.const(2.0, np.float32)], f"{hint}_sq")
-    mean = g.op("ReduceMean", [squared], f"{hint}_mean", axes=[-1], keepdims=1)
-    std = g.op("Sqrt", [g.op("Add", [mean, g.const(eps, np.float32)], f"{hint}_eps")], f"{hint}_std")
-    return g.op("Mul", [g.op("Div", [x, std], f"{hint}_div"), g.weight(weight, f"{hint}.weight")], hint)
+    # float32 up to the Div in the float16 variant: x² overflows float16 once |x| > 256.
+    with g.float32():
+        squared = g.op("Pow", [x, g.const(2.0, np.float32)], f"{hint}_sq")
+        mean = g.op("ReduceMean", [squared], f"{hint}_mean", axes=[-1], keepdims=1)
+        std = g.op("Sqrt", [g.op("Add", [mean, g.const(eps, np.float32)], f"{hint}_eps")], f"{hint}_std")
+        normalized = g.op("Div", [x, std], f"{hint}_div")
+    return g.op("Mul", [normalized, g.weight(weight, f"{hint}.weight")], hint)
 
 
 def _optional(ckpt: DecoderCheckpoint, name: str) -> np.ndarray | None:

@@ -123,15 +123,18 @@ def build_encoder(model_dir: Path) -> onnx.ModelProto:
         out = g.linear(inter, w[f"{p}.output.dense.weight"].T, w[f"{p}.output.dense.bias"], f"l{i}.ffn_out")
         x = layer_norm(g, g.op("Add", [out, x], f"l{i}.ffn_res"), w, f"{p}.output.LayerNorm", config.layer_norm_eps)
 
-    # Masked mean pooling, then L2 normalisation (as sentence-transformers' Pooling + Normalize).
-    mask3 = g.op("Unsqueeze", [mask_f, g.const([2])], "mask3")
-    summed = g.op("ReduceSum", [g.op("Mul", [x, mask3], "masked_hidden"), g.const([1])], "summed", keepdims=0)
-    counts = g.op("ReduceSum", [mask_f, g.const([1])], "counts", keepdims=1)
-    counts = g.op("Max", [counts, g.const(1e-9, np.float32)], "counts_clamped")
-    mean = g.op("Div", [summed, counts], "mean")
-    norm = g.op("ReduceL2", [mean], "norm", axes=[1], keepdims=1)
-    norm = g.op("Max", [norm, g.const(1e-12, np.float32)], "norm_clamped")
-    g.output(g.named_op("Div", [mean, norm], "embedding"), "embedding", FLOAT, ["batch", hidden])
+    # Masked mean pooling, then L2 normalisation (as sentence-transformers' Pooling + Normalize); float32
+    # in the float16 variant (sums over up to 512 positions, clamps at 1e-9 and 1e-12).
+    with g.float32():
+        mask3 = g.op("Unsqueeze", [mask_f, g.const([2])], "mask3")
+        summed = g.op("ReduceSum", [g.op("Mul", [x, mask3], "masked_hidden"), g.const([1])], "summed", keepdims=0)
+        counts = g.op("ReduceSum", [mask_f, g.const([1])], "counts", keepdims=1)
+        counts = g.op("Max", [counts, g.const(1e-9, np.float32)], "counts_clamped")
+        mean = g.op("Div", [summed, counts], "mean")
+        norm = g.op("ReduceL2", [mean], "norm", axes=[1], keepdims=1)
+        norm = g.op("Max", [norm, g.const(1e-12, np.float32)], "norm_clamped")
+        embedding = g.named_op("Div", [mean, norm], "embedding")
+    g.output(embedding, "embedding", FLOAT, ["batch", hidden])
     return g.model(doc=f"BERT sentence encoder from {Path(model_dir).name}: mean pooling, L2-normalised")
 
 

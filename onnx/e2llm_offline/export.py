@@ -1,7 +1,10 @@
 """Writes ``models/<name>/`` as described in ``onnx/FORMAT.md``.
 
     PYTHONPATH=onnx .venv/bin/python -m e2llm_offline.export --out models/default
-        [--decoder-gguf FILE | --decoder-hf DIR] [--encoder-dir DIR] [--adapter FILE]
+        [--decoder-gguf FILE | --decoder-hf DIR] [--encoder-dir DIR] [--adapter FILE] [--fp16]
+
+``--fp16 [encoder] [decoder]`` also writes float16 variants of those graphs (both with the flag alone):
+``encoder.fp16.onnx``, ``decoder.fp16.onnx`` (see fp16.py; for the GPU), recorded in the manifest.
 
 Every file is written to a temporary name and renamed into place; ``manifest.json`` is removed first
 and written last, so an interrupted export never looks complete.
@@ -103,7 +106,8 @@ def _format_floats(values: np.ndarray) -> list[float]:
 
 
 def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encoder_dir: Path | None,
-           adapter_path: Path | None, prompt_path: Path, name: str | None = None, golden: bool = True) -> dict:
+           adapter_path: Path | None, prompt_path: Path, name: str | None = None, golden: bool = True,
+           fp16: Sequence[str] = ()) -> dict:
     progress = Progress(time.monotonic())
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
@@ -122,6 +126,19 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
         record([path])
 
     prompt = json.loads(prompt_path.read_text())
+    variants: dict[str, str] = {}
+
+    def write_fp16_variant(model, part: str, file_name: str) -> None:
+        """The float16 variant of ``file_name`` when ``part`` is in ``fp16``; a stale one is removed."""
+        from .fp16 import variant_name, write_variant
+
+        name = variant_name(file_name)
+        if part in fp16:
+            record(write_variant(model, out / name, progress))
+            variants[file_name] = name
+        else:
+            for stale in (out / name, out / (name + ".data")):
+                stale.unlink(missing_ok=True)
 
     # Encoder ---------------------------------------------------------------------------------------
     default_encoder = encoder_dir is None
@@ -131,6 +148,7 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
     model = build_encoder(encoder_dir)
     check(model)
     record(save_onnx(model, out / "encoder.onnx"))
+    write_fp16_variant(model, "encoder", "encoder.onnx")
     del model
     encoder_tokenizer = encoder_tokenizer_json(encoder_dir)
     write_text("encoder_tokenizer.json", encoder_tokenizer)
@@ -177,6 +195,7 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
     check(model)
     progress("saving decoder.onnx")
     record(save_onnx(model, out / "decoder.onnx"))
+    write_fp16_variant(model, "decoder", "decoder.onnx")
     del model
     gc.collect()
     write_text("decoder_tokenizer.json", decoder_tokenizer)
@@ -209,6 +228,7 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
             "file": "encoder.onnx", "tokenizer": "encoder_tokenizer.json", "source": encoder_source,
             "dim": encoder_config.hidden, "max_positions": encoder_config.max_positions, "pooling": pooling,
             "normalized": True, "fingerprint": encoder_fingerprint,
+            **({"fp16_file": variants["encoder.onnx"]} if "encoder.onnx" in variants else {}),
         },
         "decoder": {
             "file": "decoder.onnx", "embed_file": "embed.onnx", "tokenizer": "decoder_tokenizer.json",
@@ -216,6 +236,7 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
             "heads": c.heads, "kv_heads": c.kv_heads, "head_dim": c.head_dim, "vocab": c.vocab,
             "context_length": c.context_length, "eos_token_ids": ckpt.eos_token_ids,
             "fingerprint": decoder_fingerprint,
+            **({"fp16_file": variants["decoder.onnx"]} if "decoder.onnx" in variants else {}),
         },
         "adapter": adapter_entry,
         "prompt": prompt,
@@ -297,12 +318,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="adapter safetensors (default: onnx/adapter/adapter.safetensors, used if present)")
     parser.add_argument("--prompt", type=Path, default=DEFAULT_PROMPT, help="prompt template JSON")
     parser.add_argument("--name", help="name recorded in the manifest (default: the --out folder name)")
+    parser.add_argument("--fp16", nargs="*", choices=("encoder", "decoder"), metavar="PART",
+                        help="also write float16 variants (for the GPU) of these graphs: encoder, decoder "
+                             "(both with the flag alone)")
     parser.add_argument("--no-golden", action="store_true",
                         help="skip the NumPy reference values (golden.json, used by the tests; slow on large models)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     export(args.out, args.decoder_gguf, args.decoder_hf, args.encoder_dir, args.adapter, args.prompt, args.name,
-           golden=not args.no_golden)
+           golden=not args.no_golden, fp16=() if args.fp16 is None else args.fp16 or ("encoder", "decoder"))
     print(f"export finished in {time.monotonic() - started:.1f}s", flush=True)
     return 0
 

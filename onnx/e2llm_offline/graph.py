@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import onnx
@@ -10,6 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
 IR_VERSION = 8  # the IR version that goes with opset 17; readable by every ONNX Runtime since 1.13
+# Model metadata: the names of the nodes that stay float32 in the float16 variant (see fp16.py).
+FLOAT32_NODES_KEY = "e2llm.float32_nodes"
 
 Dim = int | str
 
@@ -25,6 +29,7 @@ class GraphBuilder:
         self.outputs: list[onnx.ValueInfoProto] = []
         self._used: set[str] = set()
         self._constants: dict[tuple, str] = {}
+        self.float32_nodes: list[str] = []
 
     def fresh(self, hint: str) -> str:
         name, n = hint, 0
@@ -83,11 +88,21 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(op_type, list(inputs), names, name=self.fresh(f"n_{base}"), **attrs))
         return names
 
+    @contextmanager
+    def float32(self) -> Iterator[None]:
+        """Nodes added inside the block stay float32 in the float16 variant of the model (fp16.py):
+        for computations that overflow or lose too much in float16. The float32 graph is unchanged."""
+        start = len(self.nodes)
+        yield
+        self.float32_nodes.extend(node.name for node in self.nodes[start:])
+
     def model(self, doc: str = "", producer: str = "e2llm_offline") -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.initializers)
         model = helper.make_model(graph, producer_name=producer, doc_string=doc,
                                   opset_imports=[helper.make_opsetid("", OPSET)])
         model.ir_version = IR_VERSION
+        if self.float32_nodes:
+            helper.set_model_props(model, {FLOAT32_NODES_KEY: json.dumps(self.float32_nodes)})
         return model
 
     # Common compositions -------------------------------------------------------------------------

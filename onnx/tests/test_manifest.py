@@ -53,6 +53,15 @@ def _io(path: Path) -> tuple[dict, dict]:
     return describe(model.graph.input), describe(model.graph.output)
 
 
+def test_fp16_variants_keep_the_interfaces(models_dir: Path, manifest: dict) -> None:
+    """Float16 variants (present after `make setup GPU=1`) take and give the same float32 tensors."""
+    for part in ("encoder", "decoder"):
+        variant = manifest[part].get("fp16_file")
+        if variant:
+            assert variant in manifest["files"]
+            assert _io(models_dir / variant) == _io(models_dir / manifest[part]["file"]), variant
+
+
 def test_onnx_interfaces(models_dir: Path) -> None:
     inputs, outputs = _io(models_dir / "encoder.onnx")
     assert inputs == {"input_ids": ("int64", ["batch", "seq"]), "attention_mask": ("int64", ["batch", "seq"])}
