@@ -59,6 +59,8 @@ pub struct CompressSummary {
     pub chunks_per_second: f64,
     pub tokens_per_second: f64,
     pub provider: String,
+    /// The encoder graph's precision (fp32, or fp16 for its float16 variant).
+    pub precision: String,
 }
 
 /// A document read and hashed, waiting to be chunked.
@@ -147,7 +149,11 @@ pub fn compress(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} docs, {msg}")
             .expect("valid progress template"),
     );
-    let mut summary = CompressSummary { provider: encoder.provider().to_string(), ..Default::default() };
+    let mut summary = CompressSummary {
+        provider: encoder.provider().to_string(),
+        precision: encoder.precision().to_string(),
+        ..Default::default()
+    };
     let fail = |summary: &mut CompressSummary, doc_id: String, reason: String| {
         progress.println(format!("failed: {doc_id}: {reason}"));
         summary.failed += 1;

@@ -14,7 +14,7 @@ use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
 use crate::manifest::{DecoderSpec, Manifest};
-use crate::runtime::{self, Device, Provider};
+use crate::runtime::{self, Device, Precision, Provider};
 
 /// Longest slice of prompt positions run in one prefill step: bounds the attention scores'
 /// memory (heads × slice × context floats) for long prompts.
@@ -117,11 +117,13 @@ pub struct Decoder {
     spec: DecoderSpec,
     input_names: Vec<(String, String)>,
     provider: Provider,
+    precision: Precision,
     prefix_cache: Mutex<PrefixCache>,
 }
 
 impl Decoder {
-    pub fn load(manifest: &Manifest, device: Device, threads: usize) -> Result<Decoder> {
+    /// Loads the decoder (its float16 variant if `precision` says so; the embedding lookup is float32).
+    pub fn load(manifest: &Manifest, device: Device, precision: Precision, threads: usize) -> Result<Decoder> {
         let spec = manifest.decoder.clone();
         let tokenizer_path = manifest.path_of(&spec.tokenizer);
         let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| Error::Tokenizer {
@@ -129,7 +131,8 @@ impl Decoder {
             reason: e.to_string(),
         })?;
         let (embed, _) = runtime::session(&manifest.dir, &manifest.path_of(&spec.embed_file), device, 1)?;
-        let (decoder, provider) = runtime::session(&manifest.dir, &manifest.path_of(&spec.file), device, threads)?;
+        let files = manifest.decoder_files();
+        let (decoder, provider, precision) = runtime::model_session(&manifest.dir, &files, device, precision, threads)?;
         let input_names = (0..spec.layers)
             .map(|i| (format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value")))
             .collect();
@@ -142,6 +145,7 @@ impl Decoder {
             spec,
             input_names,
             provider,
+            precision,
             prefix_cache,
         })
     }
@@ -151,6 +155,10 @@ impl Decoder {
     }
     pub fn provider(&self) -> Provider {
         self.provider
+    }
+    /// The precision of the decoder graph that runs (fp32 or fp16).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
     pub fn context_length(&self) -> usize {
         self.spec.context_length

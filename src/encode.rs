@@ -11,7 +11,7 @@ use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::runtime::{self, Device, Provider};
+use crate::runtime::{self, Device, Precision, Provider};
 
 pub const DEFAULT_BATCH_SIZE: usize = 32;
 
@@ -47,11 +47,12 @@ pub struct Encoder {
     fingerprint: String,
     source: String,
     provider: Provider,
+    precision: Precision,
 }
 
 impl Encoder {
-    /// Loads the encoder with `threads` intra-op threads.
-    pub fn load(manifest: &Manifest, device: Device, threads: usize) -> Result<Encoder> {
+    /// Loads the encoder (its float16 variant if `precision` says so) with `threads` intra-op threads.
+    pub fn load(manifest: &Manifest, device: Device, precision: Precision, threads: usize) -> Result<Encoder> {
         let spec = &manifest.encoder;
         let tokenizer_path = manifest.path_of(&spec.tokenizer);
         let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| Error::Tokenizer {
@@ -65,8 +66,8 @@ impl Encoder {
             })
         };
         let (cls, sep, pad) = (special("[CLS]")?, special("[SEP]")?, special("[PAD]")?);
-        let model = manifest.path_of(&spec.file);
-        let (session, provider) = runtime::session(&manifest.dir, &model, device, threads)?;
+        let files = manifest.encoder_files();
+        let (session, provider, precision) = runtime::model_session(&manifest.dir, &files, device, precision, threads)?;
         Ok(Encoder {
             session: Mutex::new(session),
             tokenizer,
@@ -78,6 +79,7 @@ impl Encoder {
             fingerprint: spec.fingerprint.clone(),
             source: spec.source.clone(),
             provider,
+            precision,
         })
     }
 
@@ -95,6 +97,10 @@ impl Encoder {
     }
     pub fn provider(&self) -> Provider {
         self.provider
+    }
+    /// The precision of the graph that runs (fp32 or fp16).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
     /// Longest content (special tokens excluded) one row may have.
     pub fn max_content_tokens(&self) -> usize {

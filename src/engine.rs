@@ -9,19 +9,27 @@ use crate::decode::Decoder;
 use crate::encode::Encoder;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::runtime::{self, Device};
+use crate::runtime::{self, Device, Precision, Provider};
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     pub models_dir: PathBuf,
     pub device: Device,
+    /// Encoder and decoder precision; `None`: `E2LLM_PRECISION`, else auto (read by `Engine::new`,
+    /// which stores the value it used here).
+    pub precision: Option<Precision>,
     /// Threads for inference (encoder sessions, decoder intra-op threads).
     pub threads: usize,
 }
 
 impl EngineOptions {
     pub fn new(models_dir: impl Into<PathBuf>) -> Self {
-        EngineOptions { models_dir: models_dir.into(), device: Device::Cpu, threads: runtime::available_threads() }
+        EngineOptions {
+            models_dir: models_dir.into(),
+            device: Device::Cpu,
+            precision: None,
+            threads: runtime::available_threads(),
+        }
     }
 }
 
@@ -49,7 +57,8 @@ pub struct Engine {
 
 impl Engine {
     /// Reads the manifest and loads ONNX Runtime; models load on first use.
-    pub fn new(options: EngineOptions) -> Result<Engine> {
+    pub fn new(mut options: EngineOptions) -> Result<Engine> {
+        options.precision = Some(options.precision.map_or_else(Precision::from_env, Ok)?);
         let manifest = Manifest::load(&options.models_dir)?;
         runtime::environment(&options.models_dir)?;
         Ok(Engine {
@@ -70,6 +79,20 @@ impl Engine {
         &self.options
     }
 
+    /// The precision asked for (fp32, fp16 or auto).
+    pub fn requested_precision(&self) -> Precision {
+        self.options.precision.unwrap_or_default()
+    }
+
+    /// The precision the encoder and decoder run in (or will, once loaded) on `provider`; an error
+    /// when fp16 is asked for and a variant is missing.
+    pub fn precisions(&self, provider: Provider) -> Result<(Precision, Precision)> {
+        let requested = self.requested_precision();
+        let (_, encoder) = self.manifest.encoder_files().choose(requested, provider)?;
+        let (_, decoder) = self.manifest.decoder_files().choose(requested, provider)?;
+        Ok((encoder, decoder))
+    }
+
     fn get_or_load<T>(&self, cell: &OnceLock<Arc<T>>, load: impl FnOnce() -> Result<T>) -> Result<Arc<T>> {
         if let Some(value) = cell.get() {
             return Ok(value.clone());
@@ -84,11 +107,15 @@ impl Engine {
     }
 
     pub fn encoder(&self) -> Result<Arc<Encoder>> {
-        self.get_or_load(&self.encoder, || Encoder::load(&self.manifest, self.options.device, self.options.threads))
+        self.get_or_load(&self.encoder, || {
+            Encoder::load(&self.manifest, self.options.device, self.requested_precision(), self.options.threads)
+        })
     }
 
     pub fn decoder(&self) -> Result<Arc<Decoder>> {
-        self.get_or_load(&self.decoder, || Decoder::load(&self.manifest, self.options.device, self.options.threads))
+        self.get_or_load(&self.decoder, || {
+            Decoder::load(&self.manifest, self.options.device, self.requested_precision(), self.options.threads)
+        })
     }
 
     /// The trained adapter; a clear error naming `mode` when there is none.

@@ -22,6 +22,9 @@ pub enum Error {
     #[error("CUDA execution provider unavailable: {reason}")]
     Cuda { reason: String },
 
+    #[error("precision fp16 (--precision or E2LLM_PRECISION): {dir} has no float16 variant of the {model} ({file}); build it with `PYTHONPATH=onnx .venv/bin/python -m e2llm_offline.fp16 --models {dir} --parts {model}` (`make setup GPU=1` builds the encoder's), or use --precision fp32 or auto", dir = dir.display(), file = file.display())]
+    Fp16Missing { model: &'static str, file: PathBuf, dir: PathBuf },
+
     #[error("ONNX Runtime failed in {model}: {reason}")]
     Inference { model: String, reason: String },
 

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use e2llm::ask::{AskOptions, Mode, Retrieval, DEFAULT_MAX_NEW_TOKENS, DEFAULT_RETRIEVAL, DEFAULT_TOP_K};
 use e2llm::compress::{self, CompressOptions};
 use e2llm::engine::{default_models_dir, Engine, EngineOptions};
-use e2llm::runtime::{self, Device};
+use e2llm::runtime::{self, Device, Precision};
 use e2llm::store::Store;
 use e2llm::{eval, Result};
 
@@ -31,6 +31,10 @@ struct ModelArgs {
     /// Where inference runs: cpu, cuda (fails if CUDA is unavailable) or auto (CUDA if it works).
     #[arg(long, env = "E2LLM_DEVICE", value_enum, default_value_t = Device::Cpu, global = true)]
     device: Device,
+    /// Encoder and decoder precision: fp32, fp16 (their float16 variants) or auto (a model's float16
+    /// variant under CUDA when it exists; `make setup GPU=1` builds the encoder's).
+    #[arg(long, env = "E2LLM_PRECISION", value_enum, default_value_t = Precision::Auto, global = true)]
+    precision: Precision,
     /// Inference threads (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
@@ -46,6 +50,7 @@ impl ModelArgs {
         Engine::new(EngineOptions {
             models_dir: self.models.clone().unwrap_or_else(default_models_dir),
             device: self.device,
+            precision: Some(self.precision),
             threads,
         })
     }
@@ -329,6 +334,7 @@ fn run(command: Command) -> Result<ExitCode> {
             let (_, library) = runtime::environment(&manifest.dir)?;
             // The provider actually used (for `--device auto`): the encoder is the cheapest model to load.
             let provider = engine.encoder()?.provider();
+            let (encoder_precision, decoder_precision) = engine.precisions(provider)?;
             let store = db.as_ref().map(|path| Store::open_read_only(path)).transpose()?;
             let stats = store.as_ref().map(|s| s.reader().stats()).transpose()?;
             let doc_ids = match (&store, docs) {
@@ -341,6 +347,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 "onnxruntime": library,
                 "device": engine.options().device,
                 "provider": provider,
+                "precision": {"requested": engine.requested_precision(), "encoder": encoder_precision, "decoder": decoder_precision},
                 "encoder": {"source": manifest.encoder.source, "dim": manifest.encoder.dim, "fingerprint": manifest.encoder.fingerprint},
                 "decoder": {"source": manifest.decoder.source, "hidden": manifest.decoder.hidden, "layers": manifest.decoder.layers,
                             "context_length": manifest.decoder.context_length, "fingerprint": manifest.decoder.fingerprint},
@@ -359,6 +366,10 @@ fn run(command: Command) -> Result<ExitCode> {
                 println!(
                     "provider    {provider} (--device {})",
                     format!("{:?}", engine.options().device).to_lowercase()
+                );
+                println!(
+                    "precision   encoder {encoder_precision}, decoder {decoder_precision} (--precision {})",
+                    engine.requested_precision()
                 );
                 println!(
                     "encoder     {} (dim {}, fingerprint {})",

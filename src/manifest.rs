@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::runtime::ModelFiles;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -21,6 +22,9 @@ pub struct EncoderSpec {
     pub pooling: String,
     pub normalized: bool,
     pub fingerprint: String,
+    /// The float16 variant of `file` (`make setup GPU=1`); absent from older or CPU-only exports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fp16_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +43,9 @@ pub struct DecoderSpec {
     pub context_length: usize,
     pub eos_token_ids: Vec<u32>,
     pub fingerprint: String,
+    /// The float16 variant of `file` (`make setup GPU=1`); absent from older or CPU-only exports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fp16_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,12 +115,17 @@ impl Manifest {
             }
         }
         for required in [
-            &manifest.encoder.file,
-            &manifest.encoder.tokenizer,
-            &manifest.decoder.file,
-            &manifest.decoder.embed_file,
-            &manifest.decoder.tokenizer,
-        ] {
+            Some(&manifest.encoder.file),
+            Some(&manifest.encoder.tokenizer),
+            Some(&manifest.decoder.file),
+            Some(&manifest.decoder.embed_file),
+            Some(&manifest.decoder.tokenizer),
+            manifest.encoder.fp16_file.as_ref(),
+            manifest.decoder.fp16_file.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             if !manifest.files.contains_key(required.as_str()) {
                 return Err(Error::Manifest { path: path.clone(), reason: format!("`files` lacks {required}") });
             }
@@ -123,6 +135,24 @@ impl Manifest {
 
     pub fn path_of(&self, file: &str) -> PathBuf {
         self.dir.join(file)
+    }
+
+    /// The encoder graph and its float16 variant, if exported.
+    pub fn encoder_files(&self) -> ModelFiles {
+        ModelFiles {
+            role: "encoder",
+            fp32: self.path_of(&self.encoder.file),
+            fp16: self.encoder.fp16_file.as_ref().map(|f| self.path_of(f)),
+        }
+    }
+
+    /// The decoder graph and its float16 variant, if exported.
+    pub fn decoder_files(&self) -> ModelFiles {
+        ModelFiles {
+            role: "decoder",
+            fp32: self.path_of(&self.decoder.file),
+            fp16: self.decoder.fp16_file.as_ref().map(|f| self.path_of(f)),
+        }
     }
 
     /// Checks the sha256 of every file against the manifest.

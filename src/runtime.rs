@@ -41,6 +41,91 @@ impl Device {
     }
 }
 
+/// Numeric precision of the encoder and decoder graphs. `Auto` runs a model's float16 variant under
+/// CUDA when the models directory has one and float32 otherwise (`make setup GPU=1` builds only the
+/// encoder's: the decoder's measured slower on an H100, reports/gpu_fp16.md); `Fp16` insists on the
+/// variants (an error names a missing file) and is allowed on CPU too, where ONNX Runtime runs the
+/// float16 nodes it has no CPU kernel for in float32: slower than `Fp32`, for parity checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Fp16,
+    #[default]
+    Auto,
+}
+
+impl Precision {
+    /// `E2LLM_PRECISION` (fp32|fp16|auto), else `Auto`.
+    pub fn from_env() -> Result<Precision> {
+        match std::env::var("E2LLM_PRECISION") {
+            Ok(value) => Precision::parse(&value),
+            Err(_) => Ok(Precision::Auto),
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Precision> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(Precision::Auto),
+            "fp32" | "float32" => Ok(Precision::Fp32),
+            "fp16" | "float16" => Ok(Precision::Fp16),
+            other => Err(Error::Invalid(format!("unknown precision `{other}` (expected fp32, fp16 or auto)"))),
+        }
+    }
+
+    /// The precision a model runs in on `provider`, given whether the models directory has its
+    /// float16 variant; `None` when `Fp16` is asked for and there is no variant.
+    pub fn resolve(self, provider: Provider, has_fp16_variant: bool) -> Option<Precision> {
+        match self {
+            Precision::Fp32 => Some(Precision::Fp32),
+            Precision::Fp16 => has_fp16_variant.then_some(Precision::Fp16),
+            Precision::Auto if provider == Provider::Cuda && has_fp16_variant => Some(Precision::Fp16),
+            Precision::Auto => Some(Precision::Fp32),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Auto => "auto",
+        })
+    }
+}
+
+/// A model's graph and, when the export wrote one, its float16 variant (see [`Precision`]).
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// What the model is, for errors: "encoder", "decoder".
+    pub role: &'static str,
+    pub fp32: PathBuf,
+    pub fp16: Option<PathBuf>,
+}
+
+impl ModelFiles {
+    /// The float16 variant's file name for a graph file name, as the export writes it:
+    /// `encoder.onnx` -> `encoder.fp16.onnx`.
+    pub fn fp16_name(fp32_name: &str) -> String {
+        format!("{}.fp16.onnx", fp32_name.strip_suffix(".onnx").unwrap_or(fp32_name))
+    }
+
+    /// The file to load for `precision` on `provider`, and the precision it has; an error naming the
+    /// missing file when fp16 is asked for and there is no variant.
+    pub fn choose(&self, precision: Precision, provider: Provider) -> Result<(&Path, Precision)> {
+        match (precision.resolve(provider, self.fp16.is_some()), &self.fp16) {
+            (Some(Precision::Fp16), Some(fp16)) => Ok((fp16, Precision::Fp16)),
+            (Some(_), _) => Ok((&self.fp32, Precision::Fp32)),
+            (None, _) => {
+                let dir = self.fp32.parent().unwrap_or(Path::new(".")).to_path_buf();
+                let name = self.fp32.file_name().and_then(|n| n.to_str()).unwrap_or("model.onnx");
+                Err(Error::Fp16Missing { model: self.role, file: dir.join(ModelFiles::fp16_name(name)), dir })
+            }
+        }
+    }
+}
+
 /// The execution provider a session actually runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Provider {
@@ -111,14 +196,29 @@ pub fn environment(models_dir: &Path) -> Result<(Environment, PathBuf)> {
         .map_err(|reason| Error::Runtime { reason })
 }
 
-/// Builds a session for `model` on `device` with `threads` intra-op threads.
+/// Builds a float32 session for `model` on `device` with `threads` intra-op threads.
 pub fn session(models_dir: &Path, model: &Path, device: Device, threads: usize) -> Result<(Session, Provider)> {
+    let files = ModelFiles { role: "model", fp32: model.to_path_buf(), fp16: None };
+    let (session, provider, _) = model_session(models_dir, &files, device, Precision::Fp32, threads)?;
+    Ok((session, provider))
+}
+
+/// Builds a session for one of `files` on `device`: the precision is chosen for the provider that
+/// runs it (under `Device::Auto`, CUDA's choice, or the CPU's after falling back).
+pub fn model_session(
+    models_dir: &Path,
+    files: &ModelFiles,
+    device: Device,
+    precision: Precision,
+    threads: usize,
+) -> Result<(Session, Provider, Precision)> {
     let (env, _) = environment(models_dir)?;
-    let label = model.display().to_string();
-    if !model.is_file() {
-        return Err(Error::ModelFile { path: model.to_path_buf(), reason: "file not found".into() });
-    }
-    let build = |provider: Provider| -> Result<Session> {
+    let build = |provider: Provider| -> Result<(Session, Provider, Precision)> {
+        let (model, chosen) = files.choose(precision, provider)?;
+        let label = model.display().to_string();
+        if !model.is_file() {
+            return Err(Error::ModelFile { path: model.to_path_buf(), reason: "file not found".into() });
+        }
         let mut builder = Session::builder(&env)
             .map_err(|e| Error::inference(&label, e))?
             .with_optimization_level(GraphOptimizationLevel::All)
@@ -135,17 +235,17 @@ pub fn session(models_dir: &Path, model: &Path, device: Device, threads: usize) 
                 },
             )?;
         }
-        builder
+        let session = builder
             .commit_from_file(model)
-            .map_err(|e| Error::ModelFile { path: model.to_path_buf(), reason: e.to_string() })
+            .map_err(|e| Error::ModelFile { path: model.to_path_buf(), reason: e.to_string() })?;
+        Ok((session, provider, chosen))
     };
     match device {
-        Device::Cpu => Ok((build(Provider::Cpu)?, Provider::Cpu)),
-        Device::Cuda => Ok((build(Provider::Cuda)?, Provider::Cuda)),
+        Device::Cpu => build(Provider::Cpu),
+        Device::Cuda => build(Provider::Cuda),
         Device::Auto => match build(Provider::Cuda) {
-            Ok(session) => Ok((session, Provider::Cuda)),
-            Err(Error::Cuda { .. }) => Ok((build(Provider::Cpu)?, Provider::Cpu)),
-            Err(other) => Err(other),
+            Err(Error::Cuda { .. }) => build(Provider::Cpu),
+            other => other,
         },
     }
 }
