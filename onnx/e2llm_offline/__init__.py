@@ -9,6 +9,7 @@ Modules:
     decoder    -- llama-family decoder graph with KV cache; GGUF and Hugging Face loaders
     tokenizer  -- decoder tokenizer.json rebuilt from a GGUF vocabulary
     adapter    -- encoder-vector -> soft-token MLP graph
+    fp16       -- float16 variants of exported graphs (float32 in and out), for the GPU
     reference  -- independent NumPy forward passes (golden values, parity tests)
     export     -- command line entry point writing ``models/<name>/``
 """
