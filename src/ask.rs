@@ -24,6 +24,10 @@ pub const QUESTION_RESERVE: usize = 128;
 pub const DEFAULT_MAX_NEW_TOKENS: usize = 64;
 pub const DEFAULT_TOP_K: usize = 4;
 pub const DEFAULT_RETRIEVAL: Retrieval = Retrieval::Fused;
+/// Soft tokens at most in `compressed` and `hybrid`: a longer document's chunk vectors are averaged in
+/// runs of consecutive chunks down to this many (the adapter was trained on documents of ~10-100 chunks;
+/// a 128K-token document has ~1,300).
+pub const DEFAULT_MAX_SOFT_TOKENS: usize = 256;
 /// Upper bound on `max_new_tokens` (the decoder's window bounds it further).
 pub const MAX_NEW_TOKENS_LIMIT: usize = 4096;
 
@@ -107,6 +111,8 @@ pub struct AskOptions {
     pub max_new_tokens: usize,
     pub top_k: usize,
     pub retrieval: Retrieval,
+    /// Soft tokens at most (`compressed`, `hybrid`); see [`DEFAULT_MAX_SOFT_TOKENS`].
+    pub max_soft_tokens: usize,
     /// Reuse (and keep) the KV cache of the question-independent prompt prefix.
     pub prefix_cache: bool,
 }
@@ -118,6 +124,7 @@ impl Default for AskOptions {
             max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
             top_k: DEFAULT_TOP_K,
             retrieval: DEFAULT_RETRIEVAL,
+            max_soft_tokens: DEFAULT_MAX_SOFT_TOKENS,
             prefix_cache: true,
         }
     }
@@ -133,6 +140,9 @@ impl AskOptions {
         }
         if self.top_k == 0 {
             return Err(Error::Invalid("top_k must be at least 1".into()));
+        }
+        if self.max_soft_tokens == 0 {
+            return Err(Error::Invalid("max_soft_tokens must be at least 1".into()));
         }
         Ok(())
     }
@@ -209,10 +219,12 @@ impl Engine {
             let adapter = self.adapter(mode.name())?;
             check_encoder(&document, &adapter.spec().encoder_fingerprint, store)?;
             let chunks = chunks.as_ref().expect("chunks are loaded for document modes");
-            let rows = chunks.texts.len().min(budget);
-            truncated |= rows < chunks.texts.len();
+            let normalized = self.manifest().encoder.normalized;
+            let soft = vector::pool_rows(&chunks.vectors, chunks.dim, options.max_soft_tokens, normalized);
+            let rows = (soft.len() / chunks.dim).min(budget);
+            truncated |= rows < soft.len() / chunks.dim;
             budget -= rows;
-            context.push(Piece::Embeds(adapter.adapt(&chunks.vectors[..rows * chunks.dim])?));
+            context.push(Piece::Embeds(adapter.adapt(&soft[..rows * chunks.dim])?));
         }
         if mode.retrieves() {
             let chunks = chunks.as_ref().expect("chunks are loaded for document modes");

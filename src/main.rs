@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use e2llm::ask::{AskOptions, Mode, Retrieval, DEFAULT_MAX_NEW_TOKENS, DEFAULT_RETRIEVAL, DEFAULT_TOP_K};
+use e2llm::ask::{
+    AskOptions, Mode, Retrieval, DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_SOFT_TOKENS, DEFAULT_RETRIEVAL, DEFAULT_TOP_K,
+};
 use e2llm::compress::{self, CompressOptions};
 use e2llm::engine::{default_models_dir, Engine, EngineOptions};
 use e2llm::runtime::{self, Device, Precision};
@@ -101,6 +103,10 @@ enum Command {
         /// How rag and hybrid choose chunks: cosine (dense), BM25 (lexical) or both fused.
         #[arg(long, value_enum, default_value_t = DEFAULT_RETRIEVAL)]
         retrieval: Retrieval,
+        /// Soft tokens at most in compressed and hybrid: longer documents' chunk vectors are averaged
+        /// in runs of consecutive chunks.
+        #[arg(long, default_value_t = DEFAULT_MAX_SOFT_TOKENS)]
+        max_soft_tokens: usize,
         /// Print one JSON object per question (answer, mode, prompt_tokens, ttft_ms, total_ms, ...).
         #[arg(long)]
         json: bool,
@@ -129,6 +135,10 @@ enum Command {
         /// How rag and hybrid choose chunks: cosine (dense), BM25 (lexical) or both fused.
         #[arg(long, value_enum, default_value_t = DEFAULT_RETRIEVAL)]
         retrieval: Retrieval,
+        /// Soft tokens at most in compressed and hybrid: longer documents' chunk vectors are averaged
+        /// in runs of consecutive chunks.
+        #[arg(long, default_value_t = DEFAULT_MAX_SOFT_TOKENS)]
+        max_soft_tokens: usize,
         /// Write per-question results (JSONL) here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -246,10 +256,23 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
-        Command::Ask { db, doc, mode, max_new_tokens, top_k, retrieval, json, no_prefix_cache, question, models } => {
+        Command::Ask {
+            db,
+            doc,
+            mode,
+            max_new_tokens,
+            top_k,
+            retrieval,
+            max_soft_tokens,
+            json,
+            no_prefix_cache,
+            question,
+            models,
+        } => {
             let store = Store::open_read_only(&db)?;
             let engine = models.engine()?;
-            let options = AskOptions { mode, max_new_tokens, top_k, retrieval, prefix_cache: !no_prefix_cache };
+            let options =
+                AskOptions { mode, max_new_tokens, top_k, retrieval, max_soft_tokens, prefix_cache: !no_prefix_cache };
             for question in &question {
                 let answer = engine.ask(&store.reader(), &doc, question, &options)?;
                 if json {
@@ -260,7 +283,19 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval { db, questions, mode, max_new_tokens, top_k, retrieval, out, limit, json, models } => {
+        Command::Eval {
+            db,
+            questions,
+            mode,
+            max_new_tokens,
+            top_k,
+            retrieval,
+            max_soft_tokens,
+            out,
+            limit,
+            json,
+            models,
+        } => {
             let store = Store::open_read_only(&db)?;
             let engine = models.engine()?;
             let mut questions = eval::read_questions(&questions)?;
@@ -279,7 +314,7 @@ fn run(command: Command) -> Result<ExitCode> {
             } else {
                 indicatif::ProgressBar::hidden()
             };
-            let options = AskOptions { mode, max_new_tokens, top_k, retrieval, prefix_cache: true };
+            let options = AskOptions { mode, max_new_tokens, top_k, retrieval, max_soft_tokens, prefix_cache: true };
             let (_, summary) = eval::run(
                 &engine,
                 &store.reader(),

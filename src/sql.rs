@@ -91,6 +91,7 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             }
             "max_new_tokens" => options.max_new_tokens = count(value)?,
             "top_k" => options.top_k = count(value)?,
+            "max_soft_tokens" => options.max_soft_tokens = count(value)?,
             "retrieval" => {
                 let retrieval =
                     value.as_str().ok_or_else(|| Error::Invalid("option `retrieval` must be a string".into()))?;
@@ -103,7 +104,7 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             }
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, prefix_cache)"
+                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, prefix_cache)"
                 )))
             }
         }

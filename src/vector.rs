@@ -30,6 +30,38 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// Averages consecutive rows of `matrix` (row-major, `dim` columns) into at most `groups` rows, as
+/// even as possible and in order; each mean is rescaled to unit length when `normalize`. Fewer rows
+/// than `groups` come back unchanged.
+pub fn pool_rows(matrix: &[f32], dim: usize, groups: usize, normalize: bool) -> Vec<f32> {
+    let rows = matrix.len() / dim.max(1);
+    if rows <= groups || groups == 0 {
+        return matrix.to_vec();
+    }
+    let mut pooled = Vec::with_capacity(groups * dim);
+    for g in 0..groups {
+        let (start, end) = (g * rows / groups, (g + 1) * rows / groups);
+        let mut mean = vec![0.0f32; dim];
+        for row in matrix[start * dim..end * dim].chunks_exact(dim) {
+            for (m, x) in mean.iter_mut().zip(row) {
+                *m += x;
+            }
+        }
+        let scale = if normalize {
+            let norm = dot(&mean, &mean).sqrt();
+            if norm > 0.0 {
+                1.0 / norm
+            } else {
+                0.0
+            }
+        } else {
+            1.0 / (end - start) as f32
+        };
+        pooled.extend(mean.iter().map(|m| m * scale));
+    }
+    pooled
+}
+
 #[cfg(test)]
 mod proptests {
     use super::*;
@@ -78,6 +110,29 @@ mod tests {
     fn nan_and_inf_are_rejected() {
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             assert!(from_blob(&to_blob(&[0.5, bad]), 2).is_err());
+        }
+    }
+
+    #[test]
+    fn pooling_averages_consecutive_rows() {
+        let matrix = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0];
+        assert_eq!(pool_rows(&matrix, 2, 8, true), matrix.to_vec(), "fewer rows than groups: unchanged");
+        // 5 rows into 2 groups: rows 0-1 and 2-4.
+        assert_eq!(pool_rows(&matrix, 2, 2, false), vec![0.5, 0.5, 2.0 / 3.0, 1.0 / 3.0]);
+        let unit = pool_rows(&matrix, 2, 2, true);
+        for row in unit.chunks_exact(2) {
+            assert!((dot(row, row) - 1.0).abs() < 1e-6);
+        }
+    }
+
+    proptest::proptest! {
+        /// Any shape: at most `groups` rows of `dim` finite values come back.
+        #[test]
+        fn pooling_bounds_rows(rows in 0usize..40, dim in 1usize..6, groups in 1usize..12, normalize: bool) {
+            let matrix: Vec<f32> = (0..rows * dim).map(|i| (i % 7) as f32 - 3.0).collect();
+            let pooled = pool_rows(&matrix, dim, groups, normalize);
+            proptest::prop_assert_eq!(pooled.len(), rows.min(groups) * dim);
+            proptest::prop_assert!(pooled.iter().all(|x| x.is_finite()));
         }
     }
 }
