@@ -169,6 +169,8 @@ pub struct Answer {
     /// process (prefix KV cache): only the question was prefilled.
     pub prefix_cache_hit: bool,
     pub provider: String,
+    /// The decoder's weights and compute: fp32, or fp16 (`--precision`).
+    pub precision: String,
 }
 
 impl Engine {
@@ -268,6 +270,7 @@ impl Engine {
             truncated,
             prefix_cache_hit: generation.prefix_cache_hit,
             provider: decoder.provider().to_string(),
+            precision: decoder.precision().to_string(),
         })
     }
 
