@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=4)
     parser.add_argument("--retrieval", default="fused", choices=["dense", "lexical", "fused"])
     parser.add_argument("--chunk-tokens", type=int, default=128)
+    parser.add_argument("--max-soft-tokens", type=int, default=64, help="compressed and hybrid")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep the database here (reused when it exists)")
@@ -124,6 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     report: dict = {"split": args.split, "lengths": args.lengths, "questions_per_length": args.questions,
                     "top_k": args.top_k, "retrieval": args.retrieval, "chunk_tokens": args.chunk_tokens,
+                    "max_soft_tokens": args.max_soft_tokens,
                     "max_new_tokens": args.max_new_tokens, "modes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -133,7 +135,8 @@ def main() -> None:
         positions = [token_position(connection, q) for q in questions]
         for mode in args.modes:
             summary, rows = run_eval(db, work / "questions.jsonl", mode, args.max_new_tokens, work / f"{mode}.jsonl",
-                                     extra=("--top-k", str(args.top_k), "--retrieval", args.retrieval))
+                                     extra=("--top-k", str(args.top_k), "--retrieval", args.retrieval,
+                                            "--max-soft-tokens", str(args.max_soft_tokens)))
             per_length = {}
             for length in args.lengths:
                 chosen = [(q, r, p) for q, r, p in zip(questions, rows, positions) if q["length"] == length]
@@ -165,7 +168,8 @@ def write_report(report: dict, out: Path, name: str) -> None:
              "documents made of HotpotQA contexts laid end to end (each question's two gold paragraphs among the "
              "other contexts' paragraphs). Documents per length: "
              + ", ".join(f"{n}: {docs[n]['count']} of ~{docs[n]['mean_tokens']:,.0f} tokens" for n in lengths)
-             + f". rag/hybrid: top-k {report['top_k']}, retrieval `{report['retrieval']}`; chunks of "
+             + f". rag/hybrid: top-k {report['top_k']}, retrieval `{report['retrieval']}`; compressed/hybrid: at most "
+             f"{report['max_soft_tokens']} soft tokens; chunks of "
              f"{report['chunk_tokens']} tokens; {report['max_new_tokens']} new tokens at most. `full` reads the head "
              "of the document that fits the decoder's 8,192-token window.", ""]
     for metric, label in [("f1", "F1"), ("contained", "answer contained"), ("exact_match", "exact match")]:

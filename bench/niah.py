@@ -66,6 +66,8 @@ def main() -> None:
                         help="the 135M decoder often restates the question before the number: 12 cut it off")
     parser.add_argument("--retrieval", default="fused", choices=["dense", "lexical", "fused"],
                         help="how rag and hybrid choose chunks")
+    parser.add_argument("--max-soft-tokens", type=int, default=64, help="compressed and hybrid")
+    parser.add_argument("--keep", action="store_true", help="keep the other modes' results in OUT/niah.json")
     parser.add_argument("--work", type=Path, help="keep the database here (reused when it exists)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
     args = parser.parse_args()
@@ -82,8 +84,13 @@ def main() -> None:
                 questions.append({"id": doc_id, "doc_id": doc_id, "question": question, "answers": [answer],
                                   "length": length, "depth": depth})
     report: dict = {"lengths": args.lengths, "depths": args.depths, "needles": args.needles, "top_k": args.top_k,
-                    "modes": {}}
-    report["retrieval"] = args.retrieval
+                    "retrieval": args.retrieval, "max_soft_tokens": args.max_soft_tokens, "modes": {}}
+    previous = args.out / "niah.json"
+    if args.keep and previous.is_file():
+        # Modes measured earlier on the same grid are kept; the modes asked for are measured again.
+        old = json.loads(previous.read_text())
+        if all(old.get(k) == report[k] for k in ("lengths", "depths", "needles")):
+            report["modes"] = {m: r for m, r in old["modes"].items() if m not in args.modes}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -98,7 +105,8 @@ def main() -> None:
         for mode in args.modes:
             out = work / f"{mode}.jsonl"
             _, rows = run_eval(db, work / "questions.jsonl", mode, args.max_new_tokens, out,
-                               extra=("--top-k", str(args.top_k), "--retrieval", args.retrieval))
+                               extra=("--top-k", str(args.top_k), "--retrieval", args.retrieval,
+                                      "--max-soft-tokens", str(args.max_soft_tokens)))
             grid = {}
             for q, r in zip(questions, rows):
                 cell = grid.setdefault(f"{q['length']}|{q['depth']}",
@@ -130,10 +138,12 @@ def write_report(report: dict, out: Path) -> None:
     lines = ["# Needle in a haystack", "",
              f"`bench/niah.py`: {report['documents']['count']} documents ({report['documents']['tokens']} encoder tokens, "
              f"{report['documents']['chunks']} chunks), {report['needles']} needles per cell; recall = the answer contains "
-             f"the needle's number. rag/hybrid top-k {report['top_k']}. `full` reads the head of the document that fits "
+             f"the needle's number. rag/hybrid: top-k {report['top_k']}, retrieval `{report.get('retrieval', 'dense')}`; "
+             f"compressed/hybrid: at most {report.get('max_soft_tokens', 'one per chunk')} soft tokens. `full` reads the head of the document that fits "
              "the decoder's 8,192-token window: needles past it are out of reach.", ""]
     for mode, result in report["modes"].items():
-        lines += [f"## {mode}: recall {result['recall']:.0%}", "",
+        retrieved = f" (the needle's chunk was in the prompt: {result['retrieved']:.0%})" if "retrieved" in result else ""
+        lines += [f"## {mode}: recall {result['recall']:.0%}{retrieved}", "",
                   "| length \\ depth | " + " | ".join(f"{d:.0%}" for d in report["depths"]) + " |",
                   "|---|" + "---|" * len(report["depths"])]
         for length in report["lengths"]:

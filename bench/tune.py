@@ -51,7 +51,7 @@ def main() -> None:
     runs = json.loads(previous.read_text())["runs"] if args.resume and previous.is_file() else []
 
     def done(chunk_tokens: int, retrieval: str, top_k: int, mode: str, cap: int = DEFAULT_MAX_SOFT_TOKENS) -> bool:
-        return any((r["chunk_tokens"], r["retrieval"], r["top_k"], r["mode"], r.get("max_soft_tokens", cap))
+        return any((r["chunk_tokens"], r["retrieval"], r["top_k"], r["mode"], r.get("max_soft_tokens", DEFAULT_MAX_SOFT_TOKENS))
                    == (chunk_tokens, retrieval, top_k, mode, cap) for r in runs)
 
     def record(chunk_tokens: int, retrieval: str, top_k: int, mode: str, result: dict,
@@ -73,7 +73,11 @@ def main() -> None:
                     record(DEFAULT_CHUNK_TOKENS, retrieval, top_k, mode,
                            evaluate(db, work / "questions.jsonl", questions, args.lengths, mode, top_k, retrieval,
                                     args.max_new_tokens, work))
-        best = max((r for r in runs if r["mode"] == "hybrid"), key=lambda r: (r["all"]["f1"], r["all"]["contained"]))
+        # The best of the grid asked for (resumed runs outside it do not count).
+        grid = [r for r in runs if r["mode"] == "hybrid" and r["chunk_tokens"] == DEFAULT_CHUNK_TOKENS
+                and r["retrieval"] in args.retrievals and r["top_k"] in args.top_ks
+                and r.get("max_soft_tokens", DEFAULT_MAX_SOFT_TOKENS) == DEFAULT_MAX_SOFT_TOKENS]
+        best = max(grid, key=lambda r: (r["all"]["f1"], r["all"]["contained"]))
         for cap in args.max_soft_tokens:
             if not done(DEFAULT_CHUNK_TOKENS, best["retrieval"], best["top_k"], "hybrid", cap):
                 record(DEFAULT_CHUNK_TOKENS, best["retrieval"], best["top_k"], "hybrid",

@@ -26,8 +26,9 @@ pub const DEFAULT_TOP_K: usize = 4;
 pub const DEFAULT_RETRIEVAL: Retrieval = Retrieval::Fused;
 /// Soft tokens at most in `compressed` and `hybrid`: a longer document's chunk vectors are averaged in
 /// runs of consecutive chunks down to this many (the adapter was trained on documents of ~10-100 chunks;
-/// a 128K-token document has ~1,300).
-pub const DEFAULT_MAX_SOFT_TOKENS: usize = 256;
+/// a 128K-token document has ~1,000). Chosen on the tuning split and the NIAH grid (reports/tune.md,
+/// reports/niah.md): 64 beat 256 and one-per-chunk on both.
+pub const DEFAULT_MAX_SOFT_TOKENS: usize = 64;
 /// Upper bound on `max_new_tokens` (the decoder's window bounds it further).
 pub const MAX_NEW_TOKENS_LIMIT: usize = 4096;
 
