@@ -18,6 +18,9 @@ use crate::vector;
 
 /// Questions are cut to this many decoder tokens, so a huge question cannot take the window.
 pub const MAX_QUESTION_TOKENS: usize = 512;
+/// Question text beyond this many bytes is dropped before tokenising (~4,000 tokens of English: far
+/// more than the 512 kept).
+const MAX_QUESTION_BYTES: usize = 16 * 1024;
 /// Window room kept for the question whatever its length, so the document's cut is the same for
 /// all questions up to this many tokens.
 pub const QUESTION_RESERVE: usize = 128;
@@ -194,6 +197,8 @@ impl Engine {
         let template = &self.manifest().prompt;
         let mode = options.mode;
 
+        // Cut the text before tokenising: a huge question costs no more than one at the token limit.
+        let question = cut_at_char_boundary(question, MAX_QUESTION_BYTES);
         let mut question_ids = decoder.tokenize(question)?;
         question_ids.truncate(MAX_QUESTION_TOKENS);
         let frame = decoder.tokenize(&template.prefix)?.len()
@@ -317,6 +322,18 @@ pub fn prompt(template: &PromptTemplate, context: Vec<Piece>, question_ids: Vec<
     pieces
 }
 
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn cut_at_char_boundary(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 fn fit(mut ids: Vec<u32>, budget: usize) -> (Vec<u32>, bool) {
     let cut = ids.len() > budget;
     ids.truncate(budget);
@@ -332,4 +349,16 @@ fn check_encoder(document: &DocumentRow, loaded: &str, store: &Reader<'_>) -> Re
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn questions_are_cut_on_character_boundaries() {
+        assert_eq!(cut_at_char_boundary("short", 16), "short");
+        assert_eq!(cut_at_char_boundary("ééé", 3), "é");
+        assert_eq!(cut_at_char_boundary("abc", 0), "");
+    }
 }
