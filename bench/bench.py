@@ -3,7 +3,7 @@ and `ask` latency and peak memory per mode. Medians of repeated runs, measured s
 
     .venv/bin/python bench/bench.py [--runs 3] [--speeches 24] [--out reports]
 
-Writes reports/bench.json and reports/bench.md.
+Writes reports/bench.json, reports/bench.md and reports/bench.png.
 """
 
 from __future__ import annotations
@@ -62,10 +62,11 @@ def run_json(args: list[str]) -> tuple[dict, int]:
     return objects[0], peak_kib
 
 
-def bench_compress(workdir: Path, docs: list[tuple[str, str]], runs: int, threads: int, batch: int) -> dict:
-    corpus = workdir / "corpus.jsonl"
+def bench_compress(workdir: Path, docs: list[tuple[str, str]], runs: int, threads: int, batch: int,
+                   label: str = "bench") -> dict:
+    corpus = workdir / f"{label}.jsonl"
     corpus.write_text("".join(json.dumps({"id": name, "text": text}) + "\n" for name, text in docs))
-    db = workdir / f"bench-{batch}.db"
+    db = workdir / f"{label}-{batch}.db"
     results = []
     for _ in range(runs):
         summary, peak = run_json(["compress", "--db", str(db), str(corpus), "--json", "--force",
@@ -77,6 +78,32 @@ def bench_compress(workdir: Path, docs: list[tuple[str, str]], runs: int, thread
             "tokens_per_second": statistics.median(r["tokens_per_second"] for r in results),
             "spread_chunks_per_second": [min(r["chunks_per_second"] for r in results),
                                          max(r["chunks_per_second"] for r in results)]}
+
+
+def bench_scaling(workdir: Path, docs: list[tuple[str, str]], runs: int, batch: int, threads: list[int],
+                  sizes: list[int]) -> dict:
+    """compress throughput vs threads (the default corpus) and vs corpus size in chunks (the corpus
+    repeated under new document ids until it holds about that many chunks; one run above 20K chunks)."""
+    by_threads = {}
+    for n in threads:
+        r = bench_compress(workdir, docs, runs, n, batch, label=f"threads{n}")
+        remove_database(r.pop("db"))
+        by_threads[str(n)] = r
+    by_size = {}
+    chunks_per_doc = by_threads[str(threads[-1])]["chunks"] / len(docs)
+    for size in sizes:
+        copies = [(f"copy{c}/{name}", text) for c in range(max(1, round(size / chunks_per_doc / len(docs)) + 1))
+                  for name, text in docs]
+        corpus = copies[: max(1, round(size / chunks_per_doc))]
+        r = bench_compress(workdir, corpus, runs if size <= 20_000 else 1, threads[-1], batch, label=f"size{size}")
+        remove_database(r.pop("db"))
+        by_size[str(size)] = r
+    return {"threads": by_threads, "sizes": by_size}
+
+
+def remove_database(db: Path) -> None:
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        path.unlink(missing_ok=True)
 
 
 def bench_storage(db: Path, workdir: Path, docs: list[tuple[str, str]], runs: int) -> dict:
@@ -93,7 +120,11 @@ def bench_storage(db: Path, workdir: Path, docs: list[tuple[str, str]], runs: in
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.execute("VACUUM")  # the repeated --force runs left free pages; measure the live data
     con.close()
-    return {"rows": exported["rows"], "export_rows_per_second": statistics.median(exports),
+    decoder = json.loads((MODELS / "manifest.json").read_text())["decoder"]
+    tokens = sqlite3.connect(db).execute("SELECT sum(token_end - token_start) FROM chunks").fetchone()[0]
+    return {"rows": exported["rows"], "tokens": tokens, "export_rows_per_second": statistics.median(exports),
+            # K and V, per layer, per KV head: what a decoder keeps per token of the same text if it read it.
+            "kv_cache_bytes_per_token_fp32": 2 * decoder["layers"] * decoder["kv_heads"] * decoder["head_dim"] * 4,
             "import_rows_per_second": statistics.median(imports),
             "raw_text_bytes": sum(len(text.encode()) for _, text in docs),
             "sqlite_bytes": db.stat().st_size, "parquet_bytes": parquet.stat().st_size}
@@ -131,7 +162,7 @@ def bench_python_ort(db: Path, runs: int, threads: int, batch: int) -> dict:
 
 
 def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int,
-              texts: list[str] | None = None) -> dict:
+              texts: list[str] | None = None, repeat: bool = True) -> dict:
     """One document of about `target_tokens` encoder tokens (speeches concatenated)."""
     parts, words = [], 0
     for text in texts if texts is not None else [t for _, t in speeches(60, skip=100)]:
@@ -168,7 +199,7 @@ def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int,
             "ttft_spread": [min(s["ttft_ms"] for s in ok), max(s["ttft_ms"] for s in ok)]}
     # A second, different question about the same document in the same process (prefix KV cache).
     out["repeat"] = {}
-    for mode in [m for m in ("compressed", "hybrid", "full") if m in modes and "error" not in out["modes"][m]]:
+    for mode in [m for m in ("compressed", "hybrid", "full") if repeat and m in modes and "error" not in out["modes"][m]]:
         firsts, seconds, hits = [], [], []
         for _ in range(runs):
             answers, _ = run_json_many(["ask", "--db", str(db), "--doc", str(doc), "--mode", mode, "--json",
@@ -202,7 +233,11 @@ def main() -> None:
     parser.add_argument("--speeches", type=int, default=60, help="State of the Union addresses (60: ~1,900 chunks)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--ask-tokens", type=int, nargs="*", default=[8000, 16000])
+    parser.add_argument("--ask-tokens", type=int, nargs="*", default=[2000, 8000, 16000, 32000, 128000])
+    parser.add_argument("--repeat-tokens", type=int, nargs="*", default=[16000],
+                        help="document lengths where a second question measures the prefix cache")
+    parser.add_argument("--scale-threads", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--scale-chunks", type=int, nargs="*", default=[1000, 10000, 100000])
     parser.add_argument("--modes", nargs="*", default=["question-only", "rag", "compressed", "hybrid", "full"])
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
     args = parser.parse_args()
@@ -217,7 +252,10 @@ def main() -> None:
         python = bench_python_ort(db, args.runs, args.threads, args.batch_size)
         report["compress"] = {"e2llm": rust, "python_onnxruntime": python,
                               "ratio": rust["chunks_per_second"] / python["chunks_per_second"]}
-        report["ask"] = {str(n): bench_ask(work, n, args.modes, args.runs) for n in args.ask_tokens}
+        report["scaling"] = bench_scaling(work, speeches(args.speeches), args.runs, args.batch_size,
+                                          args.scale_threads, args.scale_chunks)
+        report["ask"] = {str(n): bench_ask(work, n, args.modes, args.runs, repeat=n in args.repeat_tokens)
+                         for n in args.ask_tokens}
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
     lines = ["# e2llm benchmarks", "", f"`{' '.join(['bench/bench.py'] + [f'--runs {args.runs}'])}` on {os.cpu_count()} CPUs "
              f"({platform.platform()}); medians of {args.runs} runs, [min, max] in brackets.", "",
@@ -227,12 +265,26 @@ def main() -> None:
              "| pipeline | chunks/s | tokens/s |", "|---|---|---|",
              f"| e2llm compress (Rust: chunk + encode + SQLite) | {rust['chunks_per_second']:.1f} {[round(x, 1) for x in rust['spread_chunks_per_second']]} | {rust['tokens_per_second']:.0f} |",
              f"| Python: tokenizers + onnxruntime, encode only | {python['chunks_per_second']:.1f} {[round(x, 1) for x in python['spread']]} | |",
-             "", f"Ratio e2llm / Python: **{report['compress']['ratio']:.2f}x**", "", "## Storage and Parquet transfer", ""]
+             "", f"Ratio e2llm / Python: **{report['compress']['ratio']:.2f}x**", ""]
+    sc = report["scaling"]
+    lines += ["### Scaling", "", "| threads | chunks/s | spread |", "|---|---|---|"]
+    lines += [f"| {n} | {r['chunks_per_second']:.1f} | {[round(x, 1) for x in r['spread_chunks_per_second']]} |"
+              for n, r in sc["threads"].items()]
+    lines += ["", f"| corpus (chunks) | chunks/s ({args.scale_threads[-1]} threads) | runs |", "|---|---|---|"]
+    lines += [f"| {r['chunks']:,} | {r['chunks_per_second']:.1f} {[round(x, 1) for x in r['spread_chunks_per_second']]} "
+              f"| {len(r['runs'])} |" for r in sc["sizes"].values()]
     st = report["storage"]
-    lines += [f"{st['rows']} chunks: raw text {st['raw_text_bytes'] / 1e6:.2f} MB, SQLite {st['sqlite_bytes'] / 1e6:.2f} MB "
-              f"(text + float32 vectors + spans), Parquet (zstd) {st['parquet_bytes'] / 1e6:.2f} MB; "
+    per = {"raw text": st["raw_text_bytes"] / st["tokens"], "SQLite (text + float32 vectors + spans)":
+           st["sqlite_bytes"] / st["tokens"], "Parquet (zstd)": st["parquet_bytes"] / st["tokens"],
+           "decoder KV cache, float32 (if the decoder read the text)": st["kv_cache_bytes_per_token_fp32"],
+           "decoder KV cache, float16": st["kv_cache_bytes_per_token_fp32"] / 2}
+    lines += ["", "## Storage and Parquet transfer", "",
+              f"{st['rows']} chunks, {st['tokens']:,} source (encoder) tokens: raw text {st['raw_text_bytes'] / 1e6:.2f} MB, "
+              f"SQLite {st['sqlite_bytes'] / 1e6:.2f} MB, Parquet {st['parquet_bytes'] / 1e6:.2f} MB; "
               f"export {st['export_rows_per_second']:.0f} rows/s, import {st['import_rows_per_second']:.0f} rows/s (medians).",
-              "", "## ask latency and memory", ""]
+              "", "| bytes per source token | |", "|---|---|"]
+    lines += [f"| {name} | {value:,.1f} |" for name, value in per.items()]
+    lines += ["", "## ask latency and memory", ""]
     for n, res in report["ask"].items():
         lines += [f"Document of {res['encoder_tokens']} encoder tokens ({res['chunks']} chunks), 32 new tokens max:", ""]
         lines += ask_table(res["modes"])
@@ -243,8 +295,62 @@ def main() -> None:
             for mode, r in res["repeat"].items():
                 lines.append(f"| {mode} | {r['first_ttft_ms']:.0f} | {r['second_ttft_ms']:.0f} | {r['speedup']:.1f}x |")
             lines.append("")
+    lines += ["![bench](bench.png)", ""]
     (args.out / "bench.md").write_text("\n".join(lines) + "\n")
+    plot(report, per, args.out / "bench.png")
     print("\n".join(lines))
+
+
+def plot(report: dict, storage_per_token: dict, path: Path) -> None:
+    """Time to first token vs document length per mode (median, spread as error bars); compress
+    throughput vs corpus size and threads; storage per source token."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    ax = axes[0]
+    lengths = sorted(report["ask"], key=int)
+    for mode in report["ask"][lengths[0]]["modes"]:
+        xs, ys, lo, hi = [], [], [], []
+        for n in lengths:
+            m = report["ask"][n]["modes"].get(mode, {})
+            if "ttft_ms" in m:
+                xs.append(report["ask"][n]["encoder_tokens"])
+                ys.append(m["ttft_ms"])
+                lo.append(m["ttft_ms"] - m["ttft_spread"][0])
+                hi.append(m["ttft_spread"][1] - m["ttft_ms"])
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=mode)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("document (encoder tokens)")
+    ax.set_ylabel("time to first token (ms)")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    sizes = list(report["scaling"]["sizes"].values())
+    ax.errorbar([r["chunks"] for r in sizes], [r["chunks_per_second"] for r in sizes],
+                yerr=[[r["chunks_per_second"] - r["spread_chunks_per_second"][0] for r in sizes],
+                      [r["spread_chunks_per_second"][1] - r["chunks_per_second"] for r in sizes]],
+                marker="o", capsize=3, label=f"{report['threads']} threads, by corpus size")
+    for n, r in report["scaling"]["threads"].items():
+        ax.scatter([r["chunks"]], [r["chunks_per_second"]], marker="s", label=f"{n} thread(s)")
+    ax.axhline(report["compress"]["python_onnxruntime"]["chunks_per_second"], color="grey", linestyle=":",
+               label="Python onnxruntime (encode only)")
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("corpus (chunks)")
+    ax.set_ylabel("compress chunks/s")
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    names = list(storage_per_token)
+    ax.barh(range(len(names)), [storage_per_token[k] for k in names])
+    ax.set_yticks(range(len(names)), [k.split(" (")[0] + (" fp16" if "float16" in k else "") for k in names],
+                  fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per source token")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
