@@ -26,6 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from eval_adapter import paired_bootstrap
 from runner import ROOT, compress, run_eval
 
 sys.path.insert(0, str(ROOT / "onnx"))
@@ -122,6 +125,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep the database here (reused when it exists)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
     parser.add_argument("--name", default="eval")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a mode's answers from an earlier run's WORK/MODE.jsonl when it has them all")
     args = parser.parse_args()
     report: dict = {"split": args.split, "lengths": args.lengths, "questions_per_length": args.questions,
                     "top_k": args.top_k, "retrieval": args.retrieval, "chunk_tokens": args.chunk_tokens,
@@ -133,10 +138,17 @@ def main() -> None:
                                                      args.seed, work)
         connection = sqlite3.connect(db)
         positions = [token_position(connection, q) for q in questions]
+        f1: dict[str, list[float]] = {}
         for mode in args.modes:
-            summary, rows = run_eval(db, work / "questions.jsonl", mode, args.max_new_tokens, work / f"{mode}.jsonl",
-                                     extra=("--top-k", str(args.top_k), "--retrieval", args.retrieval,
-                                            "--max-soft-tokens", str(args.max_soft_tokens)))
+            earlier = work / f"{mode}.jsonl"
+            if args.reuse and earlier.is_file() and len(earlier.read_text().splitlines()) == len(questions):
+                rows = [json.loads(line) for line in earlier.read_text().splitlines()]
+                summary = {"errors": sum(1 for r in rows if r["error"])}
+            else:
+                summary, rows = run_eval(db, work / "questions.jsonl", mode, args.max_new_tokens, earlier,
+                                         extra=("--top-k", str(args.top_k), "--retrieval", args.retrieval,
+                                                "--max-soft-tokens", str(args.max_soft_tokens)))
+            f1[mode] = [r["f1"] for r in rows]
             per_length = {}
             for length in args.lengths:
                 chosen = [(q, r, p) for q, r, p in zip(questions, rows, positions) if q["length"] == length]
@@ -148,6 +160,10 @@ def main() -> None:
             report["modes"][mode] = {"errors": summary["errors"], "lengths": per_length}
             print(mode, json.dumps({k: round(v["f1"], 3) for k, v in per_length.items()}), flush=True)
             (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2))
+    report["paired_bootstrap_f1"] = {
+        f"{a} - {b}": paired_bootstrap(np.array(f1[a]), np.array(f1[b]))
+        for a, b in [("hybrid", "rag"), ("compressed", "question-only"), ("hybrid", "full")] if a in f1 and b in f1}
+    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2))
     write_report(report, args.out, args.name)
 
 
@@ -194,6 +210,14 @@ def write_report(report: dict, out: Path, name: str) -> None:
             w = r["within_window"]
             lines.append(f"| {n} | {w['questions']}/{r['questions']} | {w['f1']:.3f} | {r['f1']:.3f} |")
         lines.append("")
+    if report.get("paired_bootstrap_f1"):
+        lines += ["## Paired bootstrap over all questions (F1)", "",
+                  "| comparison | mean difference | 95% interval | P(not better) |", "|---|---|---|---|"]
+        for name_, b in report["paired_bootstrap_f1"].items():
+            lines.append(f"| {name_} | {b['mean_difference']:+.3f} | [{b['ci95'][0]:+.3f}, {b['ci95'][1]:+.3f}] | "
+                         f"{b['p_not_better']:.3f} |")
+        lines.append("")
+    lines += [f"![{name}]({name}.png)", ""]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     plot(report, out / f"{name}.png")
     print((out / f"{name}.md").read_text())
