@@ -19,11 +19,11 @@ from eval import prepare, score
 from runner import ROOT, run_eval
 
 DEFAULT_CHUNK_TOKENS = 128
-DEFAULT_MAX_SOFT_TOKENS = 256
+BASELINE_MAX_SOFT_TOKENS = 256  # the cap of the retrieval x top-k grid (as good as none at 8K-32K: ~70-260 chunks)
 
 
 def evaluate(db: Path, questions_path: Path, questions: list[dict], lengths: list[int], mode: str, top_k: int,
-             retrieval: str, max_new_tokens: int, work: Path, max_soft_tokens: int = DEFAULT_MAX_SOFT_TOKENS) -> dict:
+             retrieval: str, max_new_tokens: int, work: Path, max_soft_tokens: int = BASELINE_MAX_SOFT_TOKENS) -> dict:
     _, rows = run_eval(db, questions_path, mode, max_new_tokens, work / "tune.jsonl",
                        extra=("--top-k", str(top_k), "--retrieval", retrieval,
                               "--max-soft-tokens", str(max_soft_tokens)))
@@ -50,12 +50,13 @@ def main() -> None:
     previous = args.out / "tune.json"
     runs = json.loads(previous.read_text())["runs"] if args.resume and previous.is_file() else []
 
-    def done(chunk_tokens: int, retrieval: str, top_k: int, mode: str, cap: int = DEFAULT_MAX_SOFT_TOKENS) -> bool:
-        return any((r["chunk_tokens"], r["retrieval"], r["top_k"], r["mode"], r.get("max_soft_tokens", DEFAULT_MAX_SOFT_TOKENS))
-                   == (chunk_tokens, retrieval, top_k, mode, cap) for r in runs)
+    def done(chunk_tokens: int, retrieval: str, top_k: int, mode: str, cap: int = BASELINE_MAX_SOFT_TOKENS) -> bool:
+        key = (chunk_tokens, retrieval, top_k, mode, cap)
+        return any((r["chunk_tokens"], r["retrieval"], r["top_k"], r["mode"],
+                    r.get("max_soft_tokens", BASELINE_MAX_SOFT_TOKENS)) == key for r in runs)
 
     def record(chunk_tokens: int, retrieval: str, top_k: int, mode: str, result: dict,
-               cap: int = DEFAULT_MAX_SOFT_TOKENS) -> None:
+               cap: int = BASELINE_MAX_SOFT_TOKENS) -> None:
         runs.append({"mode": mode, "chunk_tokens": chunk_tokens, "retrieval": retrieval, "top_k": top_k,
                      "max_soft_tokens": cap, **result})
         print(mode, chunk_tokens, retrieval, top_k, json.dumps(result["all"]), flush=True)
@@ -76,7 +77,7 @@ def main() -> None:
         # The best of the grid asked for (resumed runs outside it do not count).
         grid = [r for r in runs if r["mode"] == "hybrid" and r["chunk_tokens"] == DEFAULT_CHUNK_TOKENS
                 and r["retrieval"] in args.retrievals and r["top_k"] in args.top_ks
-                and r.get("max_soft_tokens", DEFAULT_MAX_SOFT_TOKENS) == DEFAULT_MAX_SOFT_TOKENS]
+                and r.get("max_soft_tokens", BASELINE_MAX_SOFT_TOKENS) == BASELINE_MAX_SOFT_TOKENS]
         best = max(grid, key=lambda r: (r["all"]["f1"], r["all"]["contained"]))
         for cap in args.max_soft_tokens:
             if not done(DEFAULT_CHUNK_TOKENS, best["retrieval"], best["top_k"], "hybrid", cap):
@@ -104,11 +105,11 @@ def write_report(runs: list[dict], args: argparse.Namespace) -> None:
              + " | ".join(f"F1 {n}" for n in lengths) + " | prompt tokens |",
              "|---|---|---|---|---|---|---|" + "---|" * len(lengths) + "---|"]
     for r in runs:
-        lines.append(f"| {r['mode']} | {r['chunk_tokens']} | {r.get('max_soft_tokens', DEFAULT_MAX_SOFT_TOKENS)} | {r['retrieval']} | {r['top_k']} | {r['all']['f1']:.3f} | "
+        lines.append(f"| {r['mode']} | {r['chunk_tokens']} | {r.get('max_soft_tokens', BASELINE_MAX_SOFT_TOKENS)} | {r['retrieval']} | {r['top_k']} | {r['all']['f1']:.3f} | "
                      f"{r['all']['contained']:.3f} | " + " | ".join(f"{r[n]['f1']:.3f}" for n in lengths)
                      + f" | {r['all']['prompt_tokens']:,.0f} |")
     lines += ["", f"Best hybrid setting: chunk tokens {best['chunk_tokens']}, soft tokens at most "
-              f"{best.get('max_soft_tokens', DEFAULT_MAX_SOFT_TOKENS)}, retrieval `{best['retrieval']}`, "
+              f"{best.get('max_soft_tokens', BASELINE_MAX_SOFT_TOKENS)}, retrieval `{best['retrieval']}`, "
               f"top-k {best['top_k']} (F1 {best['all']['f1']:.3f}, contained {best['all']['contained']:.3f}).", ""]
     (args.out / "tune.md").write_text("\n".join(lines) + "\n")
     print((args.out / "tune.md").read_text())
