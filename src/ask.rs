@@ -91,14 +91,6 @@ pub enum Retrieval {
 }
 
 impl Retrieval {
-    pub fn name(self) -> &'static str {
-        match self {
-            Retrieval::Dense => "dense",
-            Retrieval::Lexical => "lexical",
-            Retrieval::Fused => "fused",
-        }
-    }
-
     pub fn parse(value: &str) -> Result<Retrieval> {
         match value {
             "dense" => Ok(Retrieval::Dense),
@@ -300,8 +292,7 @@ impl Engine {
             Retrieval::Lexical => lexical::bm25(question, &chunks.texts),
             Retrieval::Fused => lexical::fuse(&[dense()?, lexical::bm25(question, &chunks.texts)]),
         };
-        let mut order: Vec<usize> = (0..scores.len()).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        let mut order = lexical::best_first(&scores);
         order.truncate(options.top_k);
         order.sort_unstable();
         Ok(order)

@@ -69,10 +69,16 @@ pub fn bm25<S: AsRef<str>>(query: &str, texts: &[S]) -> Vec<f64> {
         .collect()
 }
 
-/// 0-based rank of every item under `scores` (highest first; ties broken by position).
-fn ranks(scores: &[f64]) -> Vec<usize> {
+/// Item indices, highest score first (ties broken by position).
+pub fn best_first(scores: &[f64]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    order
+}
+
+/// 0-based rank of every item under `scores` (highest first; ties broken by position).
+fn ranks(scores: &[f64]) -> Vec<usize> {
+    let order = best_first(scores);
     let mut rank = vec![0; scores.len()];
     for (r, &i) in order.iter().enumerate() {
         rank[i] = r;
