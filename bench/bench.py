@@ -101,11 +101,15 @@ def bench_scaling(workdir: Path, docs: list[tuple[str, str]], runs: int, batch: 
         remove_database(r.pop("db"))
         by_threads[str(n)] = r
     by_size = {}
-    chunks_per_doc = by_threads[str(threads[-1])]["chunks"] / len(docs)
+    # Documents differ in length (the early addresses are short): estimate chunks from characters.
+    chunks_per_char = by_threads[str(threads[-1])]["chunks"] / sum(len(text) for _, text in docs)
     for size in sizes:
-        copies = [(f"copy{c}/{name}", text) for c in range(max(1, round(size / chunks_per_doc / len(docs)) + 1))
-                  for name, text in docs]
-        corpus = copies[: max(1, round(size / chunks_per_doc))]
+        corpus, estimate, c = [], 0.0, 0
+        while estimate < size:
+            name, text = docs[c % len(docs)]
+            corpus.append((f"copy{c // len(docs)}/{name}", text))
+            estimate += len(text) * chunks_per_char
+            c += 1
         r = bench_compress(workdir, corpus, runs if size <= 20_000 else 1, threads[-1], batch, label=f"size{size}")
         remove_database(r.pop("db"))
         by_size[str(size)] = r
@@ -254,10 +258,24 @@ def main() -> None:
     parser.add_argument("--scale-chunks", type=int, nargs="*", default=[1000, 10000, 100000])
     parser.add_argument("--modes", nargs="*", default=["question-only", "rag", "compressed", "hybrid", "full"])
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: write bench.md and bench.png again from the --out folder's bench.json")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.render:
+        report = json.loads((args.out / "bench.json").read_text())
+    else:
+        report = measure(args)
+        (args.out / "bench.json").write_text(json.dumps(report, indent=2))
+    lines, per = render(report)
+    (args.out / "bench.md").write_text("\n".join(lines) + "\n")
+    plot(report, per, args.out / "bench.png")
+    print("\n".join(lines))
+
+
+def measure(args: argparse.Namespace) -> dict:
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-              "threads": args.threads, "batch_size": args.batch_size, "runs": args.runs}
+              "threads": args.threads, "batch_size": args.batch_size, "runs": args.runs, "speeches": args.speeches}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         rust = bench_compress(work, speeches(args.speeches), args.runs, args.threads, args.batch_size)
@@ -270,21 +288,30 @@ def main() -> None:
                                           args.scale_threads, args.scale_chunks, {**rust, "db": None})
         report["ask"] = {str(n): bench_ask(work, n, args.modes, args.runs, repeat=n in args.repeat_tokens)
                          for n in args.ask_tokens}
-    (args.out / "bench.json").write_text(json.dumps(report, indent=2))
-    lines = ["# e2llm benchmarks", "", f"`{' '.join(['bench/bench.py'] + [f'--runs {args.runs}'])}` on {os.cpu_count()} CPUs "
-             f"({platform.platform()}); medians of {args.runs} runs, [min, max] in brackets.", "",
+    return report
+
+
+def render(report: dict) -> tuple[list[str], dict]:
+    """bench.md's lines from a measured report, and the storage per source token (for the plot)."""
+    runs, threads, batch = report["runs"], report["threads"], report["batch_size"]
+    rust, python = report["compress"]["e2llm"], report["compress"]["python_onnxruntime"]
+    machine = report["machine"]
+    lines = ["# e2llm benchmarks", "", f"`bench/bench.py --runs {runs}` on {machine['cpus']} CPUs "
+             f"({machine['platform']}); medians of {runs} runs, [min, max] in brackets.", "",
              "## Compress throughput", "",
-             f"{rust['chunks']} chunks ({rust['tokens']} encoder tokens) from {args.speeches} State of the Union addresses, "
-             f"{args.threads} threads, batch {args.batch_size}.", "",
+             f"{rust['chunks']} chunks ({rust['tokens']} encoder tokens) from {report['speeches']} State of "
+             f"the Union addresses, {threads} threads, batch {batch}.", "",
              "| pipeline | chunks/s | tokens/s |", "|---|---|---|",
-             f"| e2llm compress (Rust: chunk + encode + SQLite) | {rust['chunks_per_second']:.1f} {[round(x, 1) for x in rust['spread_chunks_per_second']]} | {rust['tokens_per_second']:.0f} |",
-             f"| Python: tokenizers + onnxruntime, encode only | {python['chunks_per_second']:.1f} {[round(x, 1) for x in python['spread']]} | |",
+             f"| e2llm compress (Rust: chunk + encode + SQLite) | {rust['chunks_per_second']:.1f} "
+             f"{[round(x, 1) for x in rust['spread_chunks_per_second']]} | {rust['tokens_per_second']:.0f} |",
+             f"| Python: tokenizers + onnxruntime, encode only | {python['chunks_per_second']:.1f} "
+             f"{[round(x, 1) for x in python['spread']]} | |",
              "", f"Ratio e2llm / Python: **{report['compress']['ratio']:.2f}x**", ""]
     sc = report["scaling"]
     lines += ["### Scaling", "", "| threads | chunks/s | spread |", "|---|---|---|"]
     lines += [f"| {n} | {r['chunks_per_second']:.1f} | {[round(x, 1) for x in r['spread_chunks_per_second']]} |"
               for n, r in sc["threads"].items()]
-    lines += ["", f"| corpus (chunks) | chunks/s ({args.scale_threads[-1]} threads) | runs |", "|---|---|---|"]
+    lines += ["", f"| corpus (chunks) | chunks/s ({list(sc['threads'])[-1]} threads) | runs |", "|---|---|---|"]
     lines += [f"| {r['chunks']:,} | {r['chunks_per_second']:.1f} {[round(x, 1) for x in r['spread_chunks_per_second']]} "
               f"| {len(r['runs'])} |" for r in sc["sizes"].values()]
     st = report["storage"]
@@ -295,53 +322,56 @@ def main() -> None:
     lines += ["", "## Storage and Parquet transfer", "",
               f"{st['rows']} chunks, {st['tokens']:,} source (encoder) tokens: raw text {st['raw_text_bytes'] / 1e6:.2f} MB, "
               f"SQLite {st['sqlite_bytes'] / 1e6:.2f} MB, Parquet {st['parquet_bytes'] / 1e6:.2f} MB; "
-              f"export {st['export_rows_per_second']:.0f} rows/s, import {st['import_rows_per_second']:.0f} rows/s (medians).",
-              "", "| bytes per source token | |", "|---|---|"]
+              f"export {st['export_rows_per_second']:.0f} rows/s, import {st['import_rows_per_second']:.0f} rows/s "
+              "(medians).", "", "| bytes per source token | |", "|---|---|"]
     lines += [f"| {name} | {value:,.1f} |" for name, value in per.items()]
     lines += ["", "## ask latency and memory", ""]
-    for n, res in report["ask"].items():
+    for res in report["ask"].values():
         lines += [f"Document of {res['encoder_tokens']} encoder tokens ({res['chunks']} chunks), 32 new tokens max:", ""]
         lines += ask_table(res["modes"])
         if res.get("repeat"):
             lines += ["A second question about the same document in the same process (`ask` with two questions, "
                       "`--max-new-tokens 1`): the prefix KV cache holds the instruction and the document part.", "",
-                      "| mode | first question: time to first token (ms) | second question (ms) | speed-up |", "|---|---|---|---|"]
+                      "| mode | first question: time to first token (ms) | second question (ms) | speed-up |",
+                      "|---|---|---|---|"]
             for mode, r in res["repeat"].items():
                 lines.append(f"| {mode} | {r['first_ttft_ms']:.0f} | {r['second_ttft_ms']:.0f} | {r['speedup']:.1f}x |")
             lines.append("")
     lines += ["![bench](bench.png)", ""]
-    (args.out / "bench.md").write_text("\n".join(lines) + "\n")
-    plot(report, per, args.out / "bench.png")
-    print("\n".join(lines))
+    return lines, per
 
 
 def plot(report: dict, storage_per_token: dict, path: Path) -> None:
-    """Time to first token vs document length per mode (median, spread as error bars); compress
-    throughput vs corpus size and threads; storage per source token."""
+    """Time to first token and peak memory vs document length per mode (median, spread as error
+    bars); compress throughput vs corpus size and threads; storage per source token."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    ax = axes[0]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     lengths = sorted(report["ask"], key=int)
-    for mode in report["ask"][lengths[0]]["modes"]:
-        xs, ys, lo, hi = [], [], [], []
-        for n in lengths:
-            m = report["ask"][n]["modes"].get(mode, {})
-            if "ttft_ms" in m:
-                xs.append(report["ask"][n]["encoder_tokens"])
-                ys.append(m["ttft_ms"])
-                lo.append(m["ttft_ms"] - m["ttft_spread"][0])
-                hi.append(m["ttft_spread"][1] - m["ttft_ms"])
-        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=mode)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("document (encoder tokens)")
-    ax.set_ylabel("time to first token (ms)")
-    ax.legend(fontsize=8)
-    ax = axes[1]
+    for ax, key, label in ((axes[0][0], "ttft_ms", "time to first token (ms)"),
+                           (axes[0][1], "peak_rss_mib", "peak resident memory (MiB)")):
+        for mode in report["ask"][lengths[0]]["modes"]:
+            points = [(report["ask"][n]["encoder_tokens"], report["ask"][n]["modes"][mode])
+                      for n in lengths if key in report["ask"][n]["modes"].get(mode, {})]
+            xs = [x for x, _ in points]
+            ys = [m[key] for _, m in points]
+            if key == "ttft_ms":
+                spread = [[m[key] - m["ttft_spread"][0] for _, m in points],
+                          [m["ttft_spread"][1] - m[key] for _, m in points]]
+                ax.errorbar(xs, ys, yerr=spread, marker="o", capsize=3, label=mode)
+            else:
+                ax.plot(xs, ys, marker="o", label=mode)
+        ax.set_xscale("log")
+        ax.set_yscale("log" if key == "ttft_ms" else "linear")
+        if key != "ttft_ms":
+            ax.set_ylim(bottom=0)
+        ax.set_xlabel("document (encoder tokens)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    ax = axes[1][0]
     sizes = list(report["scaling"]["sizes"].values())
     ax.errorbar([r["chunks"] for r in sizes], [r["chunks_per_second"] for r in sizes],
                 yerr=[[r["chunks_per_second"] - r["spread_chunks_per_second"][0] for r in sizes],
@@ -356,16 +386,15 @@ def plot(report: dict, storage_per_token: dict, path: Path) -> None:
     ax.set_xlabel("corpus (chunks)")
     ax.set_ylabel("compress chunks/s")
     ax.legend(fontsize=8)
-    ax = axes[2]
+    ax = axes[1][1]
     names = list(storage_per_token)
     ax.barh(range(len(names)), [storage_per_token[k] for k in names])
-    ax.set_yticks(range(len(names)), [k.split(" (")[0] + (" fp16" if "float16" in k else "") for k in names],
-                  fontsize=8)
+    ax.set_yticks(range(len(names)), [k.split(" (")[0] for k in names], fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("bytes per source token")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-
+    plt.close(fig)
 
 if __name__ == "__main__":
     main()
