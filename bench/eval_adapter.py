@@ -4,6 +4,7 @@ decoder input tokens; paired bootstrap of compressed vs question-only and hybrid
 reconstruction quality (token F1 of the text regenerated from one held-out chunk's vector).
 
     .venv/bin/python bench/eval_adapter.py [--limit 200] [--recon 60] [--out reports]
+        [--adapter onnx/adapter/adapter.safetensors]   # another trained adapter, before shipping it
 
 Needs `make train-data` (data/train/eval.db, eval_qa.jsonl) and `make setup` (adapter.onnx).
 Writes reports/adapter_eval.md and .json.
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sqlite3
+import sys
 import tempfile
 from pathlib import Path
 
@@ -57,6 +60,33 @@ def reconstruction(work: Path, count: int, seed: int) -> dict:
             "examples": [{"original": r["answers"][0][:300], "regenerated": r["prediction"][:300]} for r in rows[:3]]}
 
 
+def models_with_adapter(adapter: Path, work: Path) -> Path:
+    """A models folder that is the default one with `adapter` (safetensors) exported in place of its
+    adapter.onnx: the other files are linked, the manifest's adapter entry and file hash rewritten."""
+    sys.path.insert(0, str(ROOT / "onnx"))
+    from e2llm_offline.common import sha256_file
+    from e2llm_offline.export import export_adapter
+
+    source = Path(os.environ.get("E2LLM_MODELS", ROOT / "models" / "default"))
+    manifest = json.loads((source / "manifest.json").read_text())
+    folder = work / "models" / source.name
+    folder.mkdir(parents=True)
+    if (source.parent / "runtime").is_dir():  # ONNX Runtime is looked up beside the models folder
+        (folder.parent / "runtime").symlink_to((source.parent / "runtime").resolve())
+    for name in manifest["files"]:
+        if name != "adapter.onnx":
+            (folder / name).symlink_to((source / name).resolve())
+    entry = export_adapter(adapter, folder, manifest["encoder"]["dim"], manifest["decoder"]["hidden"],
+                           manifest["encoder"]["fingerprint"], manifest["decoder"]["fingerprint"],
+                           lambda message: print(message, file=sys.stderr))
+    if entry is None:
+        raise SystemExit(f"{adapter} was not trained for the encoder and decoder in {source}")
+    manifest["adapter"] = entry
+    manifest["files"]["adapter.onnx"] = sha256_file(folder / "adapter.onnx")
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=200)
@@ -64,12 +94,17 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--modes", nargs="*", default=MODES)
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    parser.add_argument("--adapter", type=Path,
+                        help="adapter weights (safetensors from make train) to evaluate instead of the models' own")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"modes": {}, "limit": args.limit, "max_new_tokens": args.max_new_tokens}
     per_question: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.adapter:
+            os.environ["E2LLM_MODELS"] = str(models_with_adapter(args.adapter, work))
+            report["adapter"] = str(args.adapter)
         for mode in args.modes:
             summary, rows = run_eval(DATA / "eval.db", DATA / "eval_qa.jsonl", mode, args.max_new_tokens,
                                      work / f"{mode}.jsonl", args.limit)
