@@ -132,7 +132,8 @@ def write_markdown(report: dict, path: Path) -> None:
     lines = ["# Adapter evaluation on held-out HotpotQA", "",
              "`bench/eval_adapter.py`: questions from the committed held-out split "
              "(`onnx/data/hotpotqa_heldout_ids.txt`, never trained on); each question's paragraphs are its document. "
-             f"Greedy decoding, at most {report['max_new_tokens']} new tokens.", "",
+             f"Greedy decoding, at most {report['max_new_tokens']} new tokens."
+             + (f" Adapter: `{report['adapter']}` (not the models folder's own)." if "adapter" in report else ""), "",
              "| mode | questions | exact match | F1 | answer contained | decoder input tokens (mean) | time to first token p50 (ms) |",
              "|---|---|---|---|---|---|---|"]
     for mode, s in report["modes"].items():

@@ -1,0 +1,65 @@
+"""Two trained adapters side by side on HotpotQA's tuning split (questions neither trained on nor held
+out), so that choosing which one to ship does not spend the held-out split: per mode, the same
+questions answered with each adapter, and a paired bootstrap of the difference.
+
+    .venv/bin/python bench/compare_adapters.py A.safetensors B.safetensors [--limit 200] [--modes compressed hybrid]
+
+Each question's paragraphs are its document (as in eval_adapter.py). Writes reports/compare_adapters.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from eval import records
+from eval_adapter import models_with_adapter, paired_bootstrap
+from runner import ROOT, compress, run_eval
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("adapters", type=Path, nargs=2)
+    parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument("--modes", nargs="*", default=["compressed", "hybrid"])
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "compare_adapters.json")
+    args = parser.parse_args()
+    questions = records("tune")[: args.limit]
+    report: dict = {"split": "tune", "questions": len(questions), "adapters": [str(a) for a in args.adapters],
+                    "modes": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        docs, qa = work / "docs.jsonl", work / "qa.jsonl"
+        docs.write_text("".join(json.dumps({"id": f"hotpot/{r['id']}", "text": r["text"]}) + "\n" for r in questions))
+        qa.write_text("".join(json.dumps({"id": r["id"], "doc_id": f"hotpot/{r['id']}", "question": r["question"],
+                                          "answers": [r["answer"]]}) + "\n" for r in questions))
+        db = work / "tune.db"
+        compress(db, docs)
+        folders = [models_with_adapter(a, work / f"adapter{i}") for i, a in enumerate(args.adapters)]
+        for mode in args.modes:
+            rows = []
+            for i, folder in enumerate(folders):
+                os.environ["E2LLM_MODELS"] = str(folder)
+                summary, per_question = run_eval(db, qa, mode, args.max_new_tokens, work / f"{mode}-{i}.jsonl")
+                print(json.dumps({"adapter": str(args.adapters[i]), **summary}), flush=True)
+                rows.append((summary, per_question))
+            metric = lambda i, key: np.array([r[key] for r in rows[i][1]])  # noqa: E731
+            report["modes"][mode] = {
+                "summaries": [s for s, _ in rows],
+                "first_minus_second": {key: paired_bootstrap(metric(0, key), metric(1, key))
+                                       for key in ("exact_match", "f1", "contained")}}
+    args.out.write_text(json.dumps(report, indent=2))
+    for mode, m in report["modes"].items():
+        for key, b in m["first_minus_second"].items():
+            print(f"{mode} {key}: first - second {b['mean_difference']:+.3f} "
+                  f"[{b['ci95'][0]:+.3f}, {b['ci95'][1]:+.3f}]")
+
+
+if __name__ == "__main__":
+    main()
