@@ -95,7 +95,7 @@ def bench_scaling(workdir: Path, docs: list[tuple[str, str]], runs: int, batch: 
     by_threads = {}
     for n in threads:
         if n == measured["threads"]:
-            by_threads[str(n)] = {k: v for k, v in measured.items() if k != "db"}
+            by_threads[str(n)] = measured
             continue
         r = bench_compress(workdir, docs, runs, n, batch, label=f"threads{n}")
         remove_database(r.pop("db"))
@@ -285,7 +285,7 @@ def measure(args: argparse.Namespace) -> dict:
         report["compress"] = {"e2llm": rust, "python_onnxruntime": python,
                               "ratio": rust["chunks_per_second"] / python["chunks_per_second"]}
         report["scaling"] = bench_scaling(work, speeches(args.speeches), args.runs, args.batch_size,
-                                          args.scale_threads, args.scale_chunks, {**rust, "db": None})
+                                          args.scale_threads, args.scale_chunks, rust)
         report["ask"] = {str(n): bench_ask(work, n, args.modes, args.runs, repeat=n in args.repeat_tokens)
                          for n in args.ask_tokens}
     return report
@@ -395,6 +395,7 @@ def plot(report: dict, storage_per_token: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 from eval import records
 from eval_adapter import models_with_adapter, paired_bootstrap
 from runner import ROOT, compress, run_eval
+from e2llm_offline.train_data import hotpot_rows, write_jsonl  # on the path through eval's import
 
 
 def main() -> None:
@@ -36,17 +36,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         docs, qa = work / "docs.jsonl", work / "qa.jsonl"
-        docs.write_text("".join(json.dumps({"id": f"hotpot/{r['id']}", "text": r["text"]}) + "\n" for r in questions))
-        qa.write_text("".join(json.dumps({"id": r["id"], "doc_id": f"hotpot/{r['id']}", "question": r["question"],
-                                          "answers": [r["answer"]]}) + "\n" for r in questions))
+        doc_rows, qa_rows = hotpot_rows(questions)
+        write_jsonl(docs, doc_rows)
+        write_jsonl(qa, qa_rows)
         db = work / "tune.db"
         compress(db, docs)
         folders = [models_with_adapter(a, work / f"adapter{i}") for i, a in enumerate(args.adapters)]
         for mode in args.modes:
             rows = []
             for i, folder in enumerate(folders):
-                os.environ["E2LLM_MODELS"] = str(folder)
-                summary, per_question = run_eval(db, qa, mode, args.max_new_tokens, work / f"{mode}-{i}.jsonl")
+                summary, per_question = run_eval(db, qa, mode, args.max_new_tokens, work / f"{mode}-{i}.jsonl",
+                                                 extra=("--models", str(folder)))
                 print(json.dumps({"adapter": str(args.adapters[i]), **summary}), flush=True)
                 rows.append((summary, per_question))
             metric = lambda i, key: np.array([r[key] for r in rows[i][1]])  # noqa: E731

@@ -111,6 +111,15 @@ def synthetic_documents(count: int, rng: random.Random, min_words: int = 300, ma
     return docs
 
 
+def hotpot_rows(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Evaluation rows for HotpotQA records, each question's paragraphs its own document: the documents
+    (for `e2llm compress`) and the questions (for `e2llm eval`)."""
+    docs = [{"id": f"hotpot/{r['id']}", "text": r["text"]} for r in records]
+    questions = [{"id": r["id"], "doc_id": f"hotpot/{r['id']}", "question": r["question"], "answers": [r["answer"]]}
+                 for r in records]
+    return docs, questions
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -142,9 +151,7 @@ def main() -> None:
     train_qa = [{"doc_id": f"hotpot/{r['id']}", "question": r["question"], "answers": [r["answer"]], "type": "hotpot"}
                 for r in train] + [{"doc_id": d["id"], "question": d["question"], "answers": [d["answer"]],
                                     "type": "synthetic"} for d in synthetic]
-    eval_docs = [{"id": f"hotpot/{r['id']}", "text": r["text"]} for r in evaluation]
-    eval_qa = [{"id": r["id"], "doc_id": f"hotpot/{r['id']}", "question": r["question"], "answers": [r["answer"]]}
-               for r in evaluation]
+    eval_docs, eval_qa = hotpot_rows(evaluation)
     write_jsonl(args.out / "train_docs.jsonl", train_docs)
     write_jsonl(args.out / "train_qa.jsonl", train_qa)
     write_jsonl(args.out / "eval_docs.jsonl", eval_docs)
