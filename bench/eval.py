@@ -141,8 +141,9 @@ def main() -> None:
         f1: dict[str, list[float]] = {}
         for mode in args.modes:
             earlier = work / f"{mode}.jsonl"
-            if args.reuse and earlier.is_file() and len(earlier.read_text().splitlines()) == len(questions):
-                rows = [json.loads(line) for line in earlier.read_text().splitlines()]
+            kept = earlier.read_text().splitlines() if args.reuse and earlier.is_file() else []
+            if kept and len(kept) == len(questions):
+                rows = [json.loads(line) for line in kept]
                 summary = {"errors": sum(1 for r in rows if r["error"])}
             else:
                 summary, rows = run_eval(db, work / "questions.jsonl", mode, args.max_new_tokens, earlier,
