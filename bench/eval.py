@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="take a mode's answers from an earlier run's WORK/MODE.jsonl when it has them all")
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"split": args.split, "lengths": args.lengths, "questions_per_length": args.questions,
                     "top_k": args.top_k, "retrieval": args.retrieval, "chunk_tokens": args.chunk_tokens,
                     "max_soft_tokens": args.max_soft_tokens,

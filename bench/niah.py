@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep the database here (reused when it exists)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
     paragraphs = haystack_paragraphs()
     docs, questions = [], []

@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     previous = args.out / "tune.json"
     runs = json.loads(previous.read_text())["runs"] if args.resume and previous.is_file() else []
 
