@@ -24,7 +24,9 @@ const MAX_QUESTION_BYTES: usize = 16 * 1024;
 /// Window room kept for the question whatever its length, so the document's cut is the same for
 /// all questions up to this many tokens.
 pub const QUESTION_RESERVE: usize = 128;
-pub const DEFAULT_MAX_NEW_TOKENS: usize = 64;
+/// Answers are short (HotpotQA's gold answers are 1-4 words): 32 tokens leave room for a name or a
+/// date with its context; generation also stops at the end of the first line (`stop_at_newline`).
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 32;
 pub const DEFAULT_TOP_K: usize = 4;
 pub const DEFAULT_RETRIEVAL: Retrieval = Retrieval::Fused;
 /// Soft tokens at most in `compressed` and `hybrid`: a longer document's chunk vectors are averaged in
@@ -111,6 +113,10 @@ pub struct AskOptions {
     pub max_soft_tokens: usize,
     /// Reuse (and keep) the KV cache of the question-independent prompt prefix.
     pub prefix_cache: bool,
+    /// Stop at the first line break after some text (answers are one line); off for multi-line output.
+    pub stop_at_newline: bool,
+    /// Report the prompt as the decoder read it (token ids and soft-token counts) in the answer.
+    pub show_prompt: bool,
 }
 
 impl Default for AskOptions {
@@ -122,6 +128,8 @@ impl Default for AskOptions {
             retrieval: DEFAULT_RETRIEVAL,
             max_soft_tokens: DEFAULT_MAX_SOFT_TOKENS,
             prefix_cache: true,
+            stop_at_newline: true,
+            show_prompt: false,
         }
     }
 }
@@ -167,6 +175,19 @@ pub struct Answer {
     pub provider: String,
     /// The decoder's weights and compute: fp32, or fp16 (`--precision`).
     pub precision: String,
+    /// The prompt as the decoder read it, piece by piece (`show_prompt`): what training must match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Vec<PromptPart>>,
+}
+
+/// One piece of a prompt as the decoder reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptPart {
+    /// Decoder token ids.
+    Tokens(Vec<u32>),
+    /// This many soft tokens (adapter outputs) in a row.
+    SoftTokens(usize),
 }
 
 impl Engine {
@@ -251,9 +272,11 @@ impl Engine {
             Mode::Rag | Mode::QuestionOnly => 0,
         };
         let pieces = prompt(template, context, question_ids);
+        let shown = if options.show_prompt { Some(describe(&decoder, &pieces)?) } else { None };
         let before_generation = started.elapsed();
         let mut generate = GenerateOptions::new(options.max_new_tokens);
         generate.prefix_pieces = if options.prefix_cache { shared_pieces } else { 0 };
+        generate.stop_at_newline = options.stop_at_newline;
         let generation = decoder.generate(&pieces, &generate)?;
         Ok(Answer {
             answer: generation.text,
@@ -269,6 +292,7 @@ impl Engine {
             prefix_cache_hit: generation.prefix_cache_hit,
             provider: decoder.provider().to_string(),
             precision: decoder.precision().to_string(),
+            prompt: shown,
         })
     }
 
@@ -311,6 +335,21 @@ pub fn prompt(template: &PromptTemplate, context: Vec<Piece>, question_ids: Vec<
     pieces.push(Piece::Tokens(question_ids));
     pieces.push(Piece::Text(template.suffix.clone()));
     pieces
+}
+
+/// The prompt's pieces as token ids and soft-token counts (text pieces tokenised as the decoder does).
+fn describe(decoder: &crate::decode::Decoder, pieces: &[Piece]) -> Result<Vec<PromptPart>> {
+    let hidden = decoder.hidden();
+    pieces
+        .iter()
+        .map(|piece| {
+            Ok(match piece {
+                Piece::Text(text) => PromptPart::Tokens(decoder.tokenize(text)?),
+                Piece::Tokens(ids) => PromptPart::Tokens(ids.clone()),
+                Piece::Embeds(rows) => PromptPart::SoftTokens(rows.len() / hidden),
+            })
+        })
+        .collect()
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.

@@ -40,11 +40,13 @@ pub struct GenerateOptions {
     /// document's soft tokens): its KV cache is kept in the decoder's prefix cache and reused.
     /// 0: no caching.
     pub prefix_pieces: usize,
+    /// Stop at the first line break that follows some non-blank text (the break is not kept).
+    pub stop_at_newline: bool,
 }
 
 impl GenerateOptions {
     pub fn new(max_new_tokens: usize) -> Self {
-        GenerateOptions { max_new_tokens, prefill_slice: PREFILL_SLICE, prefix_pieces: 0 }
+        GenerateOptions { max_new_tokens, prefill_slice: PREFILL_SLICE, prefix_pieces: 0, stop_at_newline: false }
     }
 }
 
@@ -160,6 +162,11 @@ impl Decoder {
     pub fn precision(&self) -> Precision {
         self.precision
     }
+    /// Floats per embedding row (the decoder's hidden size).
+    pub fn hidden(&self) -> usize {
+        self.spec.hidden
+    }
+
     pub fn context_length(&self) -> usize {
         self.spec.context_length
     }
@@ -293,6 +300,9 @@ impl Decoder {
             if self.spec.eos_token_ids.contains(&next) {
                 break;
             }
+            if options.stop_at_newline && self.ends_line(&token_ids, next)? {
+                break;
+            }
             token_ids.push(next);
             if token_ids.len() == options.max_new_tokens {
                 break;
@@ -313,6 +323,15 @@ impl Decoder {
             total: started.elapsed(),
             prefix_cache_hit: cached.is_some(),
         })
+    }
+
+    /// True when `next` holds a line break and the text so far (`before`) is not blank: the answer's
+    /// first line is complete. A break before any text is kept (some answers start on a new line).
+    fn ends_line(&self, before: &[u32], next: u32) -> Result<bool> {
+        if !self.detokenize(&[next])?.contains('\n') {
+            return Ok(false);
+        }
+        Ok(!self.detokenize(before)?.trim().is_empty())
     }
 
     fn empty_cache(&self) -> Result<Vec<DynValue>> {

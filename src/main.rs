@@ -113,6 +113,12 @@ enum Command {
         /// Do not reuse the document's prompt prefix between questions (see E2LLM_PREFIX_CACHE_MB).
         #[arg(long)]
         no_prefix_cache: bool,
+        /// Keep generating past the first line break (answers stop at the end of their first line).
+        #[arg(long)]
+        multiline: bool,
+        /// With --json: add the prompt as the decoder read it ("prompt": token ids, soft-token counts).
+        #[arg(long)]
+        show_prompt: bool,
         /// One or more questions, answered in turn in this process (later ones reuse the
         /// document's prefilled prefix in compressed, hybrid and full modes).
         #[arg(required = true)]
@@ -139,6 +145,9 @@ enum Command {
         /// in runs of consecutive chunks.
         #[arg(long, default_value_t = DEFAULT_MAX_SOFT_TOKENS)]
         max_soft_tokens: usize,
+        /// Keep generating past the first line break (e.g. to score text reconstruction).
+        #[arg(long)]
+        multiline: bool,
         /// Write per-question results (JSONL) here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -266,13 +275,23 @@ fn run(command: Command) -> Result<ExitCode> {
             max_soft_tokens,
             json,
             no_prefix_cache,
+            multiline,
+            show_prompt,
             question,
             models,
         } => {
             let store = Store::open_read_only(&db)?;
             let engine = models.engine()?;
-            let options =
-                AskOptions { mode, max_new_tokens, top_k, retrieval, max_soft_tokens, prefix_cache: !no_prefix_cache };
+            let options = AskOptions {
+                mode,
+                max_new_tokens,
+                top_k,
+                retrieval,
+                max_soft_tokens,
+                prefix_cache: !no_prefix_cache,
+                stop_at_newline: !multiline,
+                show_prompt,
+            };
             for question in &question {
                 let answer = engine.ask(&store.reader(), &doc, question, &options)?;
                 if json {
@@ -291,6 +310,7 @@ fn run(command: Command) -> Result<ExitCode> {
             top_k,
             retrieval,
             max_soft_tokens,
+            multiline,
             out,
             limit,
             json,
@@ -314,7 +334,15 @@ fn run(command: Command) -> Result<ExitCode> {
             } else {
                 indicatif::ProgressBar::hidden()
             };
-            let options = AskOptions { mode, max_new_tokens, top_k, retrieval, max_soft_tokens, prefix_cache: true };
+            let options = AskOptions {
+                mode,
+                max_new_tokens,
+                top_k,
+                retrieval,
+                max_soft_tokens,
+                stop_at_newline: !multiline,
+                ..AskOptions::default()
+            };
             let (_, summary) = eval::run(
                 &engine,
                 &store.reader(),

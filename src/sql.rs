@@ -78,6 +78,9 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
         serde_json::from_str(json).map_err(|e| Error::Invalid(format!("options are not valid JSON: {e}")))?;
     let object = value.as_object().ok_or_else(|| Error::Invalid("options must be a JSON object".into()))?;
     for (key, value) in object {
+        let flag = |value: &serde_json::Value| {
+            value.as_bool().ok_or_else(|| Error::Invalid(format!("option `{key}` must be true or false, got {value}")))
+        };
         let count = |value: &serde_json::Value| {
             value
                 .as_u64()
@@ -97,14 +100,11 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
                     value.as_str().ok_or_else(|| Error::Invalid("option `retrieval` must be a string".into()))?;
                 options.retrieval = crate::ask::Retrieval::parse(retrieval)?;
             }
-            "prefix_cache" => {
-                options.prefix_cache = value
-                    .as_bool()
-                    .ok_or_else(|| Error::Invalid("option `prefix_cache` must be true or false".into()))?
-            }
+            "prefix_cache" => options.prefix_cache = flag(value)?,
+            "multiline" => options.stop_at_newline = !flag(value)?,
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, prefix_cache)"
+                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, prefix_cache, multiline)"
                 )))
             }
         }

