@@ -1,10 +1,12 @@
-"""Held-out evaluation of the trained adapter (HotpotQA questions never trained on, DESIGN.md §4/§6):
+"""Held-out evaluation of the trained adapter (HotpotQA questions never trained on; ARCHITECTURE.md, "Data"):
 per mode — question-only, compressed, hybrid, rag, full — exact match, F1, answer-contained rate,
 decoder input tokens; paired bootstrap of compressed vs question-only and hybrid vs rag; and
 reconstruction quality (token F1 of the text regenerated from one held-out chunk's vector).
 
     .venv/bin/python bench/eval_adapter.py [--limit 200] [--recon 60] [--out reports]
         [--adapter onnx/adapter/adapter.safetensors]   # another trained adapter, before shipping it
+        [--baseline-models models/before]   # the same questions with other models: paired, per mode
+        [--limit-mode full=100]             # fewer questions for a costly mode (both sides alike)
 
 Needs `make train-data` (data/train/eval.db, eval_qa.jsonl) and `make setup` (adapter.onnx).
 Writes reports/adapter_eval.md and .json.
@@ -55,7 +57,7 @@ def reconstruction(work: Path, count: int, seed: int) -> dict:
     questions.write_text("".join(json.dumps({"id": f"{d}#{s}", "doc_id": f"{d}#{s}", "question": UNDERSTAND_QUESTION,
                                              "answers": [" ".join(t.split())]}) + "\n"
                                  for d, s, t in chosen if f"{d}#{s}" in single))
-    summary, rows = run_eval(db, questions, "compressed", 192, work / "recon_out.jsonl", None)
+    summary, rows = run_eval(db, questions, "compressed", 192, work / "recon_out.jsonl", None, ("--multiline",))
     return {"chunks": summary["questions"], "token_f1": summary["f1"], "exact_match": summary["exact_match"],
             "examples": [{"original": r["answers"][0][:300], "regenerated": r["prediction"][:300]} for r in rows[:3]]}
 
@@ -91,33 +93,64 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--recon", type=int, default=60)
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--modes", nargs="*", default=MODES)
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
     parser.add_argument("--adapter", type=Path,
                         help="adapter weights (safetensors from make train) to evaluate instead of the models' own")
+    parser.add_argument("--baseline-models", type=Path,
+                        help="also answer every question with this models folder (e.g. the previous release) and "
+                             "report new - baseline per mode (paired bootstrap of EM, F1, contained)")
+    parser.add_argument("--limit-mode", nargs="*", default=[], metavar="MODE=N",
+                        help="fewer questions for some modes (e.g. full=100), the same for the baseline")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"modes": {}, "limit": args.limit, "max_new_tokens": args.max_new_tokens}
+    limits = {k: int(v) for k, v in (item.split("=", 1) for item in args.limit_mode)}
+    report: dict = {"modes": {}, "limit": args.limit, "limits": limits, "max_new_tokens": args.max_new_tokens}
     per_question: dict[str, list[dict]] = {}
+    baseline: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.adapter:
             os.environ["E2LLM_MODELS"] = str(models_with_adapter(args.adapter, work))
             report["adapter"] = str(args.adapter)
         for mode in args.modes:
+            limit = limits.get(mode, args.limit)
             summary, rows = run_eval(DATA / "eval.db", DATA / "eval_qa.jsonl", mode, args.max_new_tokens,
-                                     work / f"{mode}.jsonl", args.limit)
+                                     work / f"{mode}.jsonl", limit)
             report["modes"][mode] = summary
             per_question[mode] = rows
             print(json.dumps(summary), flush=True)
+            if args.baseline_models:
+                models = os.environ.get("E2LLM_MODELS")
+                os.environ["E2LLM_MODELS"] = str(args.baseline_models.resolve())
+                try:
+                    summary, rows = run_eval(DATA / "eval.db", DATA / "eval_qa.jsonl", mode, args.max_new_tokens,
+                                             work / f"{mode}-baseline.jsonl", limit)
+                finally:
+                    if models is None:
+                        os.environ.pop("E2LLM_MODELS")
+                    else:
+                        os.environ["E2LLM_MODELS"] = models
+                report.setdefault("baseline", {"models": str(args.baseline_models), "modes": {}})["modes"][mode] = summary
+                baseline[mode] = rows
+                print("baseline", json.dumps(summary), flush=True)
             (args.out / "adapter_eval.json").write_text(json.dumps(report, indent=2))
-        metric = lambda mode, key: np.array([r[key] for r in per_question[mode]])  # noqa: E731
+        metric = lambda rows, key: np.array([r[key] for r in rows])  # noqa: E731
+        keys = ("exact_match", "f1", "contained")
         report["bootstrap"] = {}
-        for a, b in (("compressed", "question-only"), ("hybrid", "rag"), ("compressed", "rag")):
+        for a, b in (("compressed", "question-only"), ("hybrid", "rag"), ("compressed", "rag"), ("hybrid", "full"),
+                     ("rag", "full")):
             if a in per_question and b in per_question:
-                report["bootstrap"][f"{a} - {b}"] = {key: paired_bootstrap(metric(a, key), metric(b, key))
-                                                     for key in ("f1", "contained")}
+                n = min(len(per_question[a]), len(per_question[b]))  # a mode with fewer questions: its first n
+                report["bootstrap"][f"{a} - {b}"] = {key: paired_bootstrap(metric(per_question[a][:n], key),
+                                                                           metric(per_question[b][:n], key))
+                                                     for key in keys}
+        for mode, rows in baseline.items():
+            report["bootstrap"][f"{mode}: new - baseline"] = {
+                key: paired_bootstrap(metric(per_question[mode], key), metric(rows, key)) for key in keys}
+        report["rows"] = {mode: [{k: r[k] for k in ("prediction", *keys)} for r in rows]
+                          for mode, rows in per_question.items()}
         if args.recon:
             report["reconstruction"] = reconstruction(work, args.recon, seed=0)
         report["examples"] = [{"question": per_question[args.modes[0]][i]["question"],
@@ -133,12 +166,20 @@ def write_markdown(report: dict, path: Path) -> None:
              "`bench/eval_adapter.py`: questions from the committed held-out split "
              "(`onnx/data/hotpotqa_heldout_ids.txt`, never trained on); each question's paragraphs are its document. "
              f"Greedy decoding, at most {report['max_new_tokens']} new tokens."
-             + (f" Adapter: `{report['adapter']}` (not the models folder's own)." if "adapter" in report else ""), "",
+             + (f" Adapter: `{report['adapter']}` (not the models folder's own)." if "adapter" in report else "")
+             + (f" Fewer questions for: {report['limits']}." if report.get("limits") else ""), "",
              "| mode | questions | exact match | F1 | answer contained | decoder input tokens (mean) | time to first token p50 (ms) |",
              "|---|---|---|---|---|---|---|"]
     for mode, s in report["modes"].items():
         lines.append(f"| {mode} | {s['questions']} | {s['exact_match']:.3f} | {s['f1']:.3f} | {s['contained']:.3f} | "
                      f"{s['mean_prompt_tokens']:.0f} | {s['ttft_ms_p50']:.0f} |")
+    if "baseline" in report:
+        lines += ["", f"Baseline (`{report['baseline']['models']}`), the same questions:", "",
+                  "| mode | questions | exact match | F1 | answer contained | decoder input tokens (mean) | time to first token p50 (ms) |",
+                  "|---|---|---|---|---|---|---|"]
+        for mode, s in report["baseline"]["modes"].items():
+            lines.append(f"| {mode} | {s['questions']} | {s['exact_match']:.3f} | {s['f1']:.3f} | {s['contained']:.3f} | "
+                         f"{s['mean_prompt_tokens']:.0f} | {s['ttft_ms_p50']:.0f} |")
     lines += ["", "Paired bootstrap over questions (10,000 resamples): mean difference, 95% interval, and the share of "
               "resamples where the first mode is not better.", "",
               "| comparison | metric | mean difference | 95% interval | P(not better) |", "|---|---|---|---|---|"]

@@ -117,6 +117,9 @@ pub struct AskOptions {
     pub stop_at_newline: bool,
     /// Report the prompt as the decoder read it (token ids and soft-token counts) in the answer.
     pub show_prompt: bool,
+    /// Extractive decoding: the answer is a span copied from the prompt's text context (rag, hybrid,
+    /// full); see `GenerateOptions::copy_from`.
+    pub extractive: bool,
 }
 
 impl Default for AskOptions {
@@ -130,6 +133,7 @@ impl Default for AskOptions {
             prefix_cache: true,
             stop_at_newline: true,
             show_prompt: false,
+            extractive: false,
         }
     }
 }
@@ -147,6 +151,12 @@ impl AskOptions {
         }
         if self.max_soft_tokens == 0 {
             return Err(Error::Invalid("max_soft_tokens must be at least 1".into()));
+        }
+        if self.extractive && !matches!(self.mode, Mode::Rag | Mode::Hybrid | Mode::Full) {
+            return Err(Error::Invalid(format!(
+                "extractive decoding copies from the prompt's text: mode {} has none (use rag, hybrid or full)",
+                self.mode.name()
+            )));
         }
         Ok(())
     }
@@ -235,6 +245,7 @@ impl Engine {
         let mut context: Vec<Piece> = Vec::new();
         let mut truncated = false;
         let mut selected = Vec::new();
+        let mut context_text = String::new(); // the text context as the decoder reads it (extractive decoding)
 
         if mode.uses_adapter() {
             let adapter = self.adapter(mode.name())?;
@@ -255,12 +266,18 @@ impl Engine {
             let text = format!("{separator}{}", texts.join(&template.chunk_separator));
             let (ids, cut) = fit(decoder.tokenize(&text)?, budget);
             truncated |= cut;
+            if options.extractive {
+                context_text = decoder.detokenize(&ids)?;
+            }
             context.push(Piece::Tokens(ids));
         }
         if mode == Mode::Full {
             let chunks = chunks.as_ref().expect("chunks are loaded for document modes");
             let (ids, cut) = fit(decoder.tokenize(&chunks.texts.concat())?, budget);
             truncated |= cut;
+            if options.extractive {
+                context_text = decoder.detokenize(&ids)?;
+            }
             context.push(Piece::Tokens(ids));
         }
 
@@ -277,6 +294,7 @@ impl Engine {
         let mut generate = GenerateOptions::new(options.max_new_tokens);
         generate.prefix_pieces = if options.prefix_cache { shared_pieces } else { 0 };
         generate.stop_at_newline = options.stop_at_newline;
+        generate.copy_from = options.extractive.then_some(context_text);
         let generation = decoder.generate(&pieces, &generate)?;
         Ok(Answer {
             answer: generation.text,

@@ -42,11 +42,21 @@ pub struct GenerateOptions {
     pub prefix_pieces: usize,
     /// Stop at the first line break that follows some non-blank text (the break is not kept).
     pub stop_at_newline: bool,
+    /// Extractive decoding: the answer must be a span of this text (compared case-insensitively,
+    /// whitespace collapsed). Each step takes the most likely of the top candidates that keeps the answer
+    /// inside the text, or ends the answer when none does.
+    pub copy_from: Option<String>,
 }
 
 impl GenerateOptions {
     pub fn new(max_new_tokens: usize) -> Self {
-        GenerateOptions { max_new_tokens, prefill_slice: PREFILL_SLICE, prefix_pieces: 0, stop_at_newline: false }
+        GenerateOptions {
+            max_new_tokens,
+            prefill_slice: PREFILL_SLICE,
+            prefix_pieces: 0,
+            stop_at_newline: false,
+            copy_from: None,
+        }
     }
 }
 
@@ -292,8 +302,12 @@ impl Decoder {
         }
         let mut token_ids = Vec::new();
         let mut time_to_first_token = Duration::ZERO;
+        let source = options.copy_from.as_deref().map(normalise);
         while token_ids.len() < options.max_new_tokens {
-            let next = argmax(&logits);
+            let next = match &source {
+                Some(source) => self.extractive_next(&logits, &token_ids, source)?,
+                None => argmax(&logits),
+            };
             if token_ids.is_empty() {
                 time_to_first_token = started.elapsed();
             }
@@ -301,6 +315,8 @@ impl Decoder {
                 break;
             }
             if options.stop_at_newline && self.ends_line(&token_ids, next)? {
+                // The token may carry text before its line break (".\n"): keep it, cut below.
+                token_ids.push(next);
                 break;
             }
             token_ids.push(next);
@@ -314,7 +330,10 @@ impl Decoder {
         if options.max_new_tokens == 0 {
             time_to_first_token = started.elapsed();
         }
-        let text = self.detokenize(&token_ids)?;
+        let mut text = self.detokenize(&token_ids)?;
+        if options.stop_at_newline {
+            text = first_line(&text).to_string();
+        }
         Ok(Generation {
             text: text.trim().to_string(),
             token_ids,
@@ -323,6 +342,33 @@ impl Decoder {
             total: started.elapsed(),
             prefix_cache_hit: cached.is_some(),
         })
+    }
+
+    /// The most likely of the top `EXTRACTIVE_CANDIDATES` tokens that keeps the answer a span of
+    /// `source` (normalised), or that ends the answer (end of turn, a line break); end of turn when none.
+    fn extractive_next(&self, logits: &[f32], before: &[u32], source: &str) -> Result<u32> {
+        let eos = self.spec.eos_token_ids.first().copied().unwrap_or(0);
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        let top = EXTRACTIVE_CANDIDATES.min(order.len());
+        order.select_nth_unstable_by(top.saturating_sub(1), |&a, &b| logits[b].total_cmp(&logits[a]));
+        order.truncate(top);
+        order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        let mut ids = before.to_vec();
+        for candidate in order {
+            let candidate = candidate as u32;
+            if self.spec.eos_token_ids.contains(&candidate) {
+                return Ok(candidate);
+            }
+            ids.push(candidate);
+            let text = normalise(&self.detokenize(&ids)?);
+            ids.pop();
+            // Whitespace (a line break included) keeps the normalised answer a span: allowed, and
+            // `stop_at_newline` then ends the answer there.
+            if text.is_empty() || source.contains(&text) {
+                return Ok(candidate);
+            }
+        }
+        Ok(eos)
     }
 
     /// True when `next` holds a line break and the text so far (`before`) is not blank: the answer's
@@ -416,6 +462,23 @@ struct Binding {
     cache_memory: MemoryInfo<'static>,
 }
 
+/// The text up to the first line break that follows non-blank text (all of it when there is none).
+fn first_line(text: &str) -> &str {
+    let start = text.len() - text.trim_start().len();
+    match text[start..].find('\n') {
+        Some(end) => &text[..start + end],
+        None => text,
+    }
+}
+
+/// Candidates extractive decoding considers per step, most likely first.
+const EXTRACTIVE_CANDIDATES: usize = 64;
+
+/// Lower case, whitespace runs as one space, trimmed: how extractive decoding compares answer and source.
+fn normalise(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
 fn argmax(values: &[f32]) -> u32 {
     let mut best = 0;
     for (i, v) in values.iter().enumerate() {
@@ -424,4 +487,20 @@ fn argmax(values: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn first_line_skips_leading_blank_lines() {
+        assert_eq!(super::first_line("\n\n Paris.\n\nThe answer"), "\n\n Paris.");
+        assert_eq!(super::first_line("Paris.\nMore"), "Paris.");
+        assert_eq!(super::first_line("Paris"), "Paris");
+        assert_eq!(super::first_line(""), "");
+    }
+
+    #[test]
+    fn normalise_collapses_whitespace_and_case() {
+        assert_eq!(super::normalise("  Ada\n  MORROW \t"), "ada morrow");
+    }
 }

@@ -1,4 +1,4 @@
-//! Parquet export and import (contract: DESIGN.md §3). One row per chunk: `doc_id`, `seq`, `text`,
+//! Parquet export and import (a contract users rely on: ARCHITECTURE.md, "Parquet"). One row per chunk: `doc_id`, `seq`, `text`,
 //! `vector: FixedSizeList<Float32, dim>`, plus the spans and document fields that make an import
 //! reproduce the database exactly. Schema metadata records the encoder fingerprint, dim and chunk
 //! size; zstd compression.

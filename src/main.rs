@@ -119,6 +119,9 @@ enum Command {
         /// With --json: add the prompt as the decoder read it ("prompt": token ids, soft-token counts).
         #[arg(long)]
         show_prompt: bool,
+        /// Extractive decoding: the answer is copied from the retrieved or full text (rag, hybrid, full).
+        #[arg(long)]
+        extractive: bool,
         /// One or more questions, answered in turn in this process (later ones reuse the
         /// document's prefilled prefix in compressed, hybrid and full modes).
         #[arg(required = true)]
@@ -148,6 +151,9 @@ enum Command {
         /// Keep generating past the first line break (e.g. to score text reconstruction).
         #[arg(long)]
         multiline: bool,
+        /// Extractive decoding: answers copied from the retrieved or full text (rag, hybrid, full).
+        #[arg(long)]
+        extractive: bool,
         /// Write per-question results (JSONL) here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -277,6 +283,7 @@ fn run(command: Command) -> Result<ExitCode> {
             no_prefix_cache,
             multiline,
             show_prompt,
+            extractive,
             question,
             models,
         } => {
@@ -291,6 +298,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 prefix_cache: !no_prefix_cache,
                 stop_at_newline: !multiline,
                 show_prompt,
+                extractive,
             };
             for question in &question {
                 let answer = engine.ask(&store.reader(), &doc, question, &options)?;
@@ -311,6 +319,7 @@ fn run(command: Command) -> Result<ExitCode> {
             retrieval,
             max_soft_tokens,
             multiline,
+            extractive,
             out,
             limit,
             json,
@@ -341,6 +350,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 retrieval,
                 max_soft_tokens,
                 stop_at_newline: !multiline,
+                extractive,
                 ..AskOptions::default()
             };
             let (_, summary) = eval::run(

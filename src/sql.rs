@@ -102,9 +102,10 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             }
             "prefix_cache" => options.prefix_cache = flag(value)?,
             "multiline" => options.stop_at_newline = !flag(value)?,
+            "extractive" => options.extractive = flag(value)?,
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, prefix_cache, multiline)"
+                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, prefix_cache, multiline, extractive)"
                 )))
             }
         }
@@ -226,7 +227,12 @@ mod tests {
         let options = parse_options(Some(r#"{"mode":"hybrid","max_new_tokens":8,"top_k":2}"#)).unwrap();
         assert_eq!((options.mode, options.max_new_tokens, options.top_k), (Mode::Hybrid, 8, 2));
         assert_eq!(parse_options(None).unwrap().mode, Mode::Rag);
+        assert!(parse_options(None).unwrap().stop_at_newline, "answers stop at the end of their line by default");
+        assert!(!parse_options(Some(r#"{"multiline":true}"#)).unwrap().stop_at_newline);
         for bad in [
+            r#"{"multiline":"yes"}"#,
+            r#"{"extractive":true,"mode":"compressed"}"#,
+            r#"{"prefix_cache":1}"#,
             "{",
             "[]",
             r#"{"mode":"telepathy"}"#,

@@ -304,7 +304,25 @@ impl<'c> Reader<'c> {
         if tables != 3 {
             return Err(self.err("not an e2llm database (tables models, documents, chunks missing)"));
         }
-        Ok(())
+        // Databases of the first releases may lack the row (read-only opens never wrote it): they are
+        // version 1. Any other version was written by another e2llm, whose layout this one cannot vouch for.
+        let version: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM e2llm_meta WHERE key = 'schema_version'", [], |row| row.get(0))
+            .optional()
+            .or_else(|e| match e {
+                rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => Ok(None),
+                e => Err(e),
+            })
+            .map_err(|e| self.corrupt(e))?;
+        match version.as_deref() {
+            None | Some(SCHEMA_VERSION) => Ok(()),
+            Some(other) => Err(self.err(format!(
+                "schema version {other}, but this e2llm {} reads version {SCHEMA_VERSION}: open it with the e2llm \
+                 that wrote it, or re-compress the documents into a new database",
+                env!("CARGO_PKG_VERSION")
+            ))),
+        }
     }
 
     /// The encoder fingerprint(s) this database's vectors come from.

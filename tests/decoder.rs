@@ -51,12 +51,9 @@ fn sliced_prefill_equals_one_pass_prefill() {
     let filler = "The quick brown fox jumps over the lazy dog. ".repeat(60);
     let prompt =
         vec![Piece::Text(format!("<|im_start|>user\n{filler}\nWhat animal jumps?<|im_end|>\n<|im_start|>assistant\n"))];
-    let one_pass = decoder
-        .generate(&prompt, &GenerateOptions { max_new_tokens: 6, prefill_slice: 4096, prefix_pieces: 0 })
-        .unwrap();
-    let sliced = decoder
-        .generate(&prompt, &GenerateOptions { max_new_tokens: 6, prefill_slice: 100, prefix_pieces: 0 })
-        .unwrap();
+    let one_pass =
+        decoder.generate(&prompt, &GenerateOptions { prefill_slice: 4096, ..GenerateOptions::new(6) }).unwrap();
+    let sliced = decoder.generate(&prompt, &GenerateOptions { prefill_slice: 100, ..GenerateOptions::new(6) }).unwrap();
     assert!(one_pass.prompt_tokens > 500);
     assert!(!one_pass.token_ids.is_empty());
     assert_eq!(one_pass.token_ids, sliced.token_ids);
@@ -68,4 +65,40 @@ fn prompt_beyond_the_window_is_refused() {
     let ids = vec![100u32; decoder.context_length()];
     let err = decoder.generate(&[Piece::Tokens(ids)], &GenerateOptions::new(1)).unwrap_err();
     assert!(err.to_string().contains("exceeds the decoder's context"), "{err}");
+}
+
+fn normalised(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+#[test]
+fn stop_at_newline_keeps_the_first_line() {
+    // Whatever the weights, the stopped answer is the unstopped one's first non-blank line; at least
+    // one of these prompts must run past a line break (else the check says nothing).
+    let decoder = common::engine().decoder().unwrap();
+    let prompts = ["The capital of France is", "1. Apples\n2. Pears\n3.", "def add(a, b):\n    return a + b\n\ndef"];
+    let mut broke = 0;
+    for prompt in prompts {
+        let pieces = [Piece::Text(prompt.into())];
+        let free = decoder.generate(&pieces, &GenerateOptions::new(24)).unwrap();
+        let stopped =
+            decoder.generate(&pieces, &GenerateOptions { stop_at_newline: true, ..GenerateOptions::new(24) }).unwrap();
+        let first_line = free.text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        assert_eq!(stopped.text, first_line, "prompt {prompt:?}: free {:?}", free.text);
+        assert!(!stopped.text.contains('\n'));
+        broke += usize::from(free.text.trim().contains('\n'));
+    }
+    assert!(broke > 0, "no prompt generated a line break: the stop was never exercised");
+}
+
+#[test]
+fn extractive_answers_are_spans_of_the_source() {
+    let decoder = common::engine().decoder().unwrap();
+    let source = "The harbour light at Kestrel Point was kept by Ada Morrow from 1881 to 1919.";
+    let prompt =
+        format!("<|im_start|>user\n{source}\nWho kept the harbour light, and when?<|im_end|>\n<|im_start|>assistant\n");
+    let options = GenerateOptions { copy_from: Some(source.into()), ..GenerateOptions::new(16) };
+    let answer = decoder.generate(&[Piece::Text(prompt)], &options).unwrap();
+    assert!(!answer.text.is_empty());
+    assert!(normalised(source).contains(&normalised(&answer.text)), "{:?} is not a span of the source", answer.text);
 }

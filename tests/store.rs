@@ -132,6 +132,33 @@ fn corrupt_and_foreign_files_get_clear_errors() {
 }
 
 #[test]
+fn a_database_of_another_schema_version_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("docs.db");
+    let mut store = Store::open(&path).unwrap();
+    let model = store.ensure_model(&encoder("enc")).unwrap();
+    store.write_documents(model, &[document("a", &["one. ", "two."], 1.0)]).unwrap();
+    drop(store);
+    let version = |path: &std::path::Path| -> String {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row("SELECT value FROM e2llm_meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(version(&path), e2llm::store::SCHEMA_VERSION);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE e2llm_meta SET value = '99' WHERE key = 'schema_version'", [])
+        .unwrap();
+    for err in [Store::open(&path).err(), Store::open_read_only(&path).err()] {
+        let message = err.expect("another schema version is refused").to_string();
+        assert!(message.contains("schema version 99") && message.contains("reads version 1"), "{message}");
+    }
+    // Refused, not rewritten: the version row is still the other one.
+    assert_eq!(version(&path), "99");
+}
+
+#[test]
 fn parquet_export_import_round_trip_is_identical() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("a.db")).unwrap();
