@@ -228,12 +228,12 @@ impl Engine {
             + decoder.tokenize(&template.context_prefix)?.len()
             + decoder.tokenize(&template.context_suffix)?.len()
             + decoder.tokenize(&format!("{}{}", template.question_prefix, template.suffix))?.len()
-            + 2;
+            + 2; // slack for piece-wise tokenisation, kept as released so that documents are cut where they were
         let window = decoder.context_length();
         // The document's share does not depend on the question's length (up to QUESTION_RESERVE
         // tokens), so every question about a document sees the same prompt prefix (prefix cache).
         let question_room = question_ids.len().max(QUESTION_RESERVE);
-        let mut budget = window.saturating_sub(options.max_new_tokens + frame + question_room);
+        let budget = window.saturating_sub(options.max_new_tokens + frame + question_room);
         if budget == 0 && mode != Mode::QuestionOnly {
             return Err(Error::Invalid(format!(
                 "max_new_tokens {} leaves no room for the document in the decoder's {window}-token window",
@@ -241,61 +241,25 @@ impl Engine {
             )));
         }
 
-        let chunks = if mode == Mode::QuestionOnly { None } else { Some(store.chunks(&document)?) };
-        let mut context: Vec<Piece> = Vec::new();
-        let mut truncated = false;
-        let mut selected = Vec::new();
-        let mut context_text = String::new(); // the text context as the decoder reads it (extractive decoding)
-
-        if mode.uses_adapter() {
-            let adapter = self.adapter(mode.name())?;
-            check_encoder(&document, &adapter.spec().encoder_fingerprint, store)?;
-            let chunks = chunks.as_ref().expect("chunks are loaded for document modes");
-            let normalized = self.manifest().encoder.normalized;
-            let soft = vector::pool_rows(&chunks.vectors, chunks.dim, options.max_soft_tokens, normalized);
-            let rows = (soft.len() / chunks.dim).min(budget);
-            truncated |= rows < soft.len() / chunks.dim;
-            budget -= rows;
-            context.push(Piece::Embeds(adapter.adapt(&soft[..rows * chunks.dim])?));
-        }
-        if mode.retrieves() {
-            let chunks = chunks.as_ref().expect("chunks are loaded for document modes");
-            selected = self.retrieve(&document, chunks, question, options, store)?;
-            let texts: Vec<&str> = selected.iter().map(|&i| chunks.texts[i].trim()).collect();
-            let separator = if context.is_empty() { "" } else { template.chunk_separator.as_str() };
-            let text = format!("{separator}{}", texts.join(&template.chunk_separator));
-            let (ids, cut) = fit(decoder.tokenize(&text)?, budget);
-            truncated |= cut;
-            if options.extractive {
-                context_text = decoder.detokenize(&ids)?;
-            }
-            context.push(Piece::Tokens(ids));
-        }
-        if mode == Mode::Full {
-            let chunks = chunks.as_ref().expect("chunks are loaded for document modes");
-            let (ids, cut) = fit(decoder.tokenize(&chunks.texts.concat())?, budget);
-            truncated |= cut;
-            if options.extractive {
-                context_text = decoder.detokenize(&ids)?;
-            }
-            context.push(Piece::Tokens(ids));
-        }
-
-        // The part of the prompt that does not depend on the question: its KV cache is reused by the
-        // next question about the same document (prefix cache). Retrieved text depends on the question.
-        let shared_pieces = match mode {
-            Mode::Compressed | Mode::Full => 2 + context.len() + 1, // prefix, context_prefix, context, context_suffix
-            Mode::Hybrid => 2 + 1,                                  // prefix, context_prefix, soft tokens
-            Mode::Rag | Mode::QuestionOnly => 0,
+        let mut context = match mode {
+            Mode::QuestionOnly => None,
+            _ => Some(self.context(&document, store, question, options, budget)?),
         };
-        let pieces = prompt(template, context, question_ids);
-        let shown = if options.show_prompt { Some(describe(&decoder, &pieces)?) } else { None };
+        let (selected, truncated, text) = context
+            .as_mut()
+            .map(|c| (std::mem::take(&mut c.selected), c.truncated, std::mem::take(&mut c.text)))
+            .unwrap_or_default();
+        let prompt = layout(template, context, question_ids);
+        let shown = if options.show_prompt { Some(describe(&decoder, &prompt.pieces())?) } else { None };
         let before_generation = started.elapsed();
         let mut generate = GenerateOptions::new(options.max_new_tokens);
-        generate.prefix_pieces = if options.prefix_cache { shared_pieces } else { 0 };
         generate.stop_at_newline = options.stop_at_newline;
-        generate.copy_from = options.extractive.then_some(context_text);
-        let generation = decoder.generate(&pieces, &generate)?;
+        generate.copy_from = options.extractive.then_some(text);
+        let generation = if options.prefix_cache {
+            decoder.generate_with_prefix(&prompt.shared, &prompt.per_question, &generate)?
+        } else {
+            decoder.generate(&prompt.pieces(), &generate)?
+        };
         Ok(Answer {
             answer: generation.text,
             mode,
@@ -312,6 +276,55 @@ impl Engine {
             precision: decoder.precision().to_string(),
             prompt: shown,
         })
+    }
+
+    /// The document's part of the prompt in `options.mode` (any mode but question-only), within
+    /// `budget` positions: the one place that decides what each mode reads.
+    fn context(
+        &self,
+        document: &DocumentRow,
+        store: &Reader<'_>,
+        question: &str,
+        options: &AskOptions,
+        mut budget: usize,
+    ) -> Result<Context> {
+        let decoder = self.decoder()?;
+        let template = &self.manifest().prompt;
+        let chunks = store.chunks(document)?;
+        let mut context = Context::default();
+        if options.mode.uses_adapter() {
+            let adapter = self.adapter(options.mode.name())?;
+            check_encoder(document, &adapter.spec().encoder_fingerprint, store)?;
+            let normalized = self.manifest().encoder.normalized;
+            let soft = vector::pool_rows(&chunks.vectors, chunks.dim, options.max_soft_tokens, normalized);
+            let rows = (soft.len() / chunks.dim).min(budget);
+            context.truncated |= rows < soft.len() / chunks.dim;
+            budget -= rows;
+            context.fixed.push(Piece::Embeds(adapter.adapt(&soft[..rows * chunks.dim])?));
+        }
+        let text = match options.mode {
+            Mode::Rag | Mode::Hybrid => {
+                context.selected = self.retrieve(document, &chunks, question, options, store)?;
+                let texts: Vec<&str> = context.selected.iter().map(|&i| chunks.texts[i].trim()).collect();
+                let separator = if context.fixed.is_empty() { "" } else { template.chunk_separator.as_str() };
+                Some(format!("{separator}{}", texts.join(&template.chunk_separator)))
+            }
+            Mode::Full => Some(chunks.texts.concat()),
+            Mode::Compressed | Mode::QuestionOnly => None,
+        };
+        if let Some(text) = text {
+            let (ids, cut) = fit(decoder.tokenize(&text)?, budget);
+            context.truncated |= cut;
+            if options.extractive {
+                context.text = decoder.detokenize(&ids)?;
+            }
+            // Retrieved text depends on the question; the full document does not.
+            match options.mode {
+                Mode::Full => context.fixed.push(Piece::Tokens(ids)),
+                _ => context.per_question.push(Piece::Tokens(ids)),
+            }
+        }
+        Ok(context)
     }
 
     /// The `top_k` chunks that best match the question under `options.retrieval`, in document order.
@@ -341,18 +354,58 @@ impl Engine {
     }
 }
 
-/// The prompt layout shared with training: prefix, optional context block, question, suffix.
-pub fn prompt(template: &PromptTemplate, context: Vec<Piece>, question_ids: Vec<u32>) -> Vec<Piece> {
-    let mut pieces = vec![Piece::Text(template.prefix.clone())];
-    if !context.is_empty() {
-        pieces.push(Piece::Text(template.context_prefix.clone()));
-        pieces.extend(context);
-        pieces.push(Piece::Text(template.context_suffix.clone()));
+/// A mode's document context: `fixed` pieces do not depend on the question (soft tokens, the full
+/// document), `per_question` pieces do (retrieved text, after the fixed ones).
+#[derive(Debug, Clone, Default)]
+struct Context {
+    fixed: Vec<Piece>,
+    per_question: Vec<Piece>,
+    /// Chunks whose text was retrieved, in document order.
+    selected: Vec<usize>,
+    truncated: bool,
+    /// The context's text as the decoder reads it (filled for extractive decoding only).
+    text: String,
+}
+
+/// A prompt split where the prefix KV cache cuts it: `shared` is the same for every question about
+/// the document (reused between questions), `per_question` is the rest.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    pub shared: Vec<Piece>,
+    pub per_question: Vec<Piece>,
+}
+
+impl Prompt {
+    pub fn pieces(&self) -> Vec<Piece> {
+        self.shared.iter().chain(&self.per_question).cloned().collect()
     }
-    pieces.push(Piece::Text(template.question_prefix.clone()));
-    pieces.push(Piece::Tokens(question_ids));
-    pieces.push(Piece::Text(template.suffix.clone()));
-    pieces
+}
+
+/// The prompt layout shared with training (onnx/prompt.json; `onnx/e2llm_offline/prompt.py` builds
+/// the same): `prefix · context_prefix · CONTEXT · context_suffix · question_prefix · QUESTION · suffix`,
+/// without the context block when there is no context. The shared prefix runs through the fixed
+/// context; with no fixed context (rag, question-only) nothing is shared.
+fn layout(template: &PromptTemplate, context: Option<Context>, question_ids: Vec<u32>) -> Prompt {
+    let text = |s: &String| Piece::Text(s.clone());
+    let question = [text(&template.question_prefix), Piece::Tokens(question_ids), text(&template.suffix)];
+    let Some(context) = context else {
+        return Prompt { shared: Vec::new(), per_question: [vec![text(&template.prefix)], question.to_vec()].concat() };
+    };
+    let mut block = vec![text(&template.prefix), text(&template.context_prefix)];
+    block.extend(context.fixed.iter().cloned());
+    let fixed_only = context.per_question.is_empty();
+    let mut rest = context.per_question;
+    rest.push(text(&template.context_suffix));
+    rest.extend(question);
+    if context.fixed.is_empty() {
+        block.extend(rest);
+        return Prompt { shared: Vec::new(), per_question: block };
+    }
+    if fixed_only {
+        // compressed, full: the context suffix is fixed too.
+        block.push(rest.remove(0));
+    }
+    Prompt { shared: block, per_question: rest }
 }
 
 /// The prompt's pieces as token ids and soft-token counts (text pieces tokenised as the decoder does).

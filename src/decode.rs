@@ -36,10 +36,6 @@ pub struct GenerateOptions {
     pub max_new_tokens: usize,
     /// Prompt positions per prefill step.
     pub prefill_slice: usize,
-    /// The first `prefix_pieces` pieces are a prefix shared by other prompts (the instruction and a
-    /// document's soft tokens): its KV cache is kept in the decoder's prefix cache and reused.
-    /// 0: no caching.
-    pub prefix_pieces: usize,
     /// Stop at the first line break that follows some non-blank text (the break is not kept).
     pub stop_at_newline: bool,
     /// Extractive decoding: the answer must be a span of this text (compared case-insensitively,
@@ -50,13 +46,7 @@ pub struct GenerateOptions {
 
 impl GenerateOptions {
     pub fn new(max_new_tokens: usize) -> Self {
-        GenerateOptions {
-            max_new_tokens,
-            prefill_slice: PREFILL_SLICE,
-            prefix_pieces: 0,
-            stop_at_newline: false,
-            copy_from: None,
-        }
+        GenerateOptions { max_new_tokens, prefill_slice: PREFILL_SLICE, stop_at_newline: false, copy_from: None }
     }
 }
 
@@ -214,16 +204,9 @@ impl Decoder {
         Ok(data.to_vec())
     }
 
-    /// Turns prompt pieces into one embedding sequence (`positions × hidden`).
-    pub fn embed_prompt(&self, pieces: &[Piece]) -> Result<Vec<f32>> {
-        Ok(self.embed_pieces(pieces)?.0)
-    }
-
-    /// The prompt's embedding sequence and the position at which each piece ends.
-    fn embed_pieces(&self, pieces: &[Piece]) -> Result<(Vec<f32>, Vec<usize>)> {
+    /// The prompt's embedding sequence, appended to `embeds`.
+    fn embed_pieces(&self, pieces: &[Piece], embeds: &mut Vec<f32>) -> Result<()> {
         let hidden = self.spec.hidden;
-        let mut embeds = Vec::new();
-        let mut ends = Vec::with_capacity(pieces.len());
         for piece in pieces {
             match piece {
                 Piece::Text(text) => embeds.extend(self.embed_tokens(&self.tokenize(text)?)?),
@@ -238,9 +221,8 @@ impl Decoder {
                     embeds.extend_from_slice(rows);
                 }
             }
-            ends.push(embeds.len() / hidden);
         }
-        Ok((embeds, ends))
+        Ok(())
     }
 
     /// Bytes of the KV cache for `positions` positions.
@@ -250,9 +232,23 @@ impl Decoder {
 
     /// Greedy generation from a prompt given as pieces.
     pub fn generate(&self, pieces: &[Piece], options: &GenerateOptions) -> Result<Generation> {
+        self.generate_with_prefix(&[], pieces, options)
+    }
+
+    /// Greedy generation from `shared` then `rest`: `shared` is a prefix other prompts share (the
+    /// instruction and a document's context), whose KV cache is kept in the prefix cache and reused.
+    pub fn generate_with_prefix(
+        &self,
+        shared: &[Piece],
+        rest: &[Piece],
+        options: &GenerateOptions,
+    ) -> Result<Generation> {
         let started = Instant::now();
         let hidden = self.spec.hidden;
-        let (embeds, ends) = self.embed_pieces(pieces)?;
+        let mut embeds = Vec::new();
+        self.embed_pieces(shared, &mut embeds)?;
+        let shared_positions = embeds.len() / hidden;
+        self.embed_pieces(rest, &mut embeds)?;
         let prompt_tokens = embeds.len() / hidden;
         if prompt_tokens == 0 {
             return Err(Error::Invalid("empty prompt".into()));
@@ -264,7 +260,7 @@ impl Decoder {
             )));
         }
         // The shared prefix, if any and if shorter than the prompt, and its cache key.
-        let prefix = options.prefix_pieces.min(ends.len()).checked_sub(1).map_or(0, |last| ends[last]);
+        let prefix = shared_positions;
         let cache_limit = self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).limit_bytes;
         let prefix = if prefix < prompt_tokens && cache_limit > 0 { prefix } else { 0 };
         let key = (prefix > 0).then(|| {
