@@ -1,6 +1,7 @@
 # e2llm: every target sets up what it needs itself, and does nothing when up to date.
 #   make demo   set up, compress the example corpus into SQLite, answer questions (CLI)
 #   make test   set up, run the Rust and Python test suites
+#   make check  the fast loop: fmt, clippy, ruff, the tests that need no models
 
 SHELL      := /bin/bash
 PYTHON     ?= python3
@@ -31,7 +32,7 @@ export LD_LIBRARY_PATH := $(CURDIR)/$(GPU_RUNTIME)$(if $(LD_LIBRARY_PATH),:$(LD_
 setup: runtime-gpu fp16
 endif
 
-.PHONY: setup venv venv-dist venv-data models fp16 runtime-gpu env build ext sqlite3-shell demo bench train train-data eval-adapter eval tune niah lint test test-rust test-python clean
+.PHONY: check setup venv venv-dist venv-data models fp16 runtime-gpu env build ext sqlite3-shell demo bench train train-data eval-adapter eval tune niah lint test test-rust test-python clean
 
 setup: models build
 
@@ -100,9 +101,19 @@ demo: setup ext sqlite3-shell
 
 test: setup ext sqlite3-shell lint test-rust test-python
 
-lint:
+lint: $(VENV)/.installed
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+	$(VENV)/bin/ruff check onnx bench examples tests/python
+
+# The fast loop: formatting, lints (Rust and Python) and the tests that need no models (unit tests in
+# src/, storage and Parquet tests, the offline pipeline's tiny-model tests). `make test` runs everything.
+check: $(VENV)/.installed
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+	$(VENV)/bin/ruff check onnx bench examples tests/python
+	$(CARGO) nextest run --release --locked --no-fail-fast -E 'kind(lib) | binary(store)'
+	PYTHONPATH=onnx $(PY) -m pytest -q onnx/tests/test_lora.py onnx/tests/test_checkpoints.py
 
 test-rust:
 	$(CARGO) nextest run --release --locked --no-fail-fast

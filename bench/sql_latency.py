@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import statistics
 import subprocess
 import sys
-import time
 
 ONE_RUN = r"""
 import json, sqlite3, sys, time

@@ -47,28 +47,33 @@ pub enum Mode {
     QuestionOnly,
 }
 
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Compressed => "compressed",
-            Mode::Hybrid => "hybrid",
-            Mode::Rag => "rag",
-            Mode::Full => "full",
-            Mode::QuestionOnly => "question-only",
-        }
-    }
+/// Parses a kebab-case value (`question-only`) from one list of names: clap's, which serde's
+/// `rename_all` and `name` agree with (a unit test checks every variant).
+fn parse_value<T: clap::ValueEnum>(what: &str, value: &str) -> Result<T> {
+    T::from_str(value, false).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|p| p.get_name().to_string())
+            .collect();
+        Error::Invalid(format!("unknown {what} `{value}` (expected one of {})", names.join(", ")))
+    })
+}
 
-    pub fn parse(value: &str) -> Result<Mode> {
-        match value {
-            "compressed" => Ok(Mode::Compressed),
-            "hybrid" => Ok(Mode::Hybrid),
-            "rag" => Ok(Mode::Rag),
-            "full" => Ok(Mode::Full),
-            "question-only" => Ok(Mode::QuestionOnly),
-            other => Err(Error::Invalid(format!(
-                "unknown mode `{other}` (expected compressed, hybrid, rag, full or question-only)"
-            ))),
-        }
+fn value_name<T: clap::ValueEnum>(value: &T) -> String {
+    value.to_possible_value().expect("every variant has a name").get_name().to_string()
+}
+
+impl std::str::FromStr for Mode {
+    type Err = Error;
+    fn from_str(value: &str) -> Result<Mode> {
+        parse_value("mode", value)
+    }
+}
+
+impl Mode {
+    pub fn name(self) -> String {
+        value_name(&self)
     }
 
     fn uses_adapter(self) -> bool {
@@ -92,14 +97,10 @@ pub enum Retrieval {
     Fused,
 }
 
-impl Retrieval {
-    pub fn parse(value: &str) -> Result<Retrieval> {
-        match value {
-            "dense" => Ok(Retrieval::Dense),
-            "lexical" => Ok(Retrieval::Lexical),
-            "fused" => Ok(Retrieval::Fused),
-            other => Err(Error::Invalid(format!("unknown retrieval `{other}` (expected dense, lexical or fused)"))),
-        }
+impl std::str::FromStr for Retrieval {
+    type Err = Error;
+    fn from_str(value: &str) -> Result<Retrieval> {
+        parse_value("retrieval", value)
     }
 }
 
@@ -212,7 +213,7 @@ impl Engine {
             self.encoder()?;
         }
         if options.mode.uses_adapter() {
-            self.adapter(options.mode.name())?;
+            self.adapter(&options.mode.name())?;
         }
         let load_ms = loading.elapsed().as_secs_f64() * 1e3;
         let started = Instant::now();
@@ -293,7 +294,7 @@ impl Engine {
         let chunks = store.chunks(document)?;
         let mut context = Context::default();
         if options.mode.uses_adapter() {
-            let adapter = self.adapter(options.mode.name())?;
+            let adapter = self.adapter(&options.mode.name())?;
             check_encoder(document, &adapter.spec().encoder_fingerprint, store)?;
             let normalized = self.manifest().encoder.normalized;
             let soft = vector::pool_rows(&chunks.vectors, chunks.dim, options.max_soft_tokens, normalized);
@@ -455,6 +456,24 @@ fn check_encoder(document: &DocumentRow, loaded: &str, store: &Reader<'_>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_name_per_variant_for_clap_serde_and_sql() {
+        use clap::ValueEnum;
+        for mode in Mode::value_variants() {
+            let name = mode.name();
+            assert_eq!(name.parse::<Mode>().unwrap(), *mode);
+            assert_eq!(serde_json::to_value(mode).unwrap(), serde_json::json!(name));
+        }
+        for retrieval in Retrieval::value_variants() {
+            let name = retrieval.to_possible_value().unwrap().get_name().to_string();
+            assert_eq!(name.parse::<Retrieval>().unwrap(), *retrieval);
+            assert_eq!(serde_json::to_value(retrieval).unwrap(), serde_json::json!(name));
+        }
+        assert_eq!(Mode::QuestionOnly.name(), "question-only");
+        let err = "telepathy".parse::<Mode>().unwrap_err().to_string();
+        assert!(err.contains("unknown mode `telepathy`") && err.contains("question-only"), "{err}");
+    }
 
     #[test]
     fn questions_are_cut_on_character_boundaries() {

@@ -174,7 +174,7 @@ pub fn run(
         results.push(scored);
         on_done(index + 1);
     }
-    let summary = summarize(options.mode.name(), &results);
+    let summary = summarize(&options.mode.name(), &results);
     Ok((results, summary))
 }
 

@@ -15,7 +15,7 @@ use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::Connection;
 
-use crate::ask::{AskOptions, Mode};
+use crate::ask::AskOptions;
 use crate::engine::{default_models_dir, Engine, EngineOptions};
 use crate::error::Error;
 use crate::runtime::Device;
@@ -90,7 +90,7 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
         match key.as_str() {
             "mode" => {
                 let mode = value.as_str().ok_or_else(|| Error::Invalid("option `mode` must be a string".into()))?;
-                options.mode = Mode::parse(mode)?;
+                options.mode = mode.parse()?;
             }
             "max_new_tokens" => options.max_new_tokens = count(value)?,
             "top_k" => options.top_k = count(value)?,
@@ -98,7 +98,7 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             "retrieval" => {
                 let retrieval =
                     value.as_str().ok_or_else(|| Error::Invalid("option `retrieval` must be a string".into()))?;
-                options.retrieval = crate::ask::Retrieval::parse(retrieval)?;
+                options.retrieval = retrieval.parse()?;
             }
             "prefix_cache" => options.prefix_cache = flag(value)?,
             "multiline" => options.stop_at_newline = !flag(value)?,
@@ -190,6 +190,7 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ask::Mode;
 
     #[test]
     fn a_panic_inside_a_function_becomes_an_sql_error() {

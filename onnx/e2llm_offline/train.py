@@ -108,7 +108,8 @@ class FrozenDecoder(torch.nn.Module):
 
     def to_device(self, device: torch.device) -> "FrozenDecoder":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        self.embed, self.lm_head, self.norm, self.inv_freq = map(move, (self.embed, self.lm_head, self.norm, self.inv_freq))
+        self.embed, self.lm_head, self.norm, self.inv_freq = map(
+            move, (self.embed, self.lm_head, self.norm, self.inv_freq))
         self.layers = [{k: move(v) for k, v in layer.items()} for layer in self.layers]
         return self
 
@@ -311,7 +312,8 @@ def main() -> None:
     if config.get("init_adapter"):  # warm start from earlier adapter weights (same dims)
         from safetensors.numpy import load_file
 
-        adapter.load_state_dict({k: torch.from_numpy(v) for k, v in load_file(str(ROOT / config["init_adapter"])).items()})
+        initial = load_file(str(ROOT / config["init_adapter"]))
+        adapter.load_state_dict({k: torch.from_numpy(v) for k, v in initial.items()})
     lora = LoRA(decoder, config["lora_rank"], config["lora_alpha"], config["lora_targets"]).to(device) \
         if config.get("lora_rank") else None
     groups = [{"params": list(adapter.parameters()), "base_lr": config["lr"]}]

@@ -172,7 +172,8 @@ def main() -> None:
     write_jsonl(args.out / "eval_qa.jsonl", eval_qa)
     write_jsonl(args.out / "train_questions.jsonl",
                 [{"id": f"question/{i:05d}", "text": q["question"]} for i, q in enumerate(train_qa)])
-    print(f"{len(train_docs)} training documents, {len(train_qa)} training questions, {len(eval_qa)} held-out questions")
+    print(f"{len(train_docs)} training documents, {len(train_qa)} training questions, "
+          f"{len(eval_qa)} held-out questions")
     compress(args.binary, args.out / "train.db", args.out / "train_docs.jsonl")
     compress(args.binary, args.out / "eval.db", args.out / "eval_docs.jsonl")
     compress(args.binary, args.out / "questions.db", args.out / "train_questions.jsonl")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 from tokenizers import Tokenizer
 
 from e2llm_offline.decoder import build_decoder, build_embed, load_hf

@@ -38,7 +38,8 @@ def test_spark_compresses_shards_and_import_merges_them(e2llm, tmp_path):
     # Vectors agree to batch invariance (1e-5), not bit for bit: the batches hold other neighbours.
     single = tmp_path / "single.db"
     e2llm("compress", "--db", single, *[shards / f"shard-{i}.parquet" for i in range(4)])
-    query = "SELECT doc_id, seq, text, token_start, token_end, byte_start, byte_end, vector FROM chunks ORDER BY doc_id, seq"
+    query = ("SELECT doc_id, seq, text, token_start, token_end, byte_start, byte_end, vector "
+             "FROM chunks ORDER BY doc_id, seq")
     with sqlite3.connect(db) as a, sqlite3.connect(single) as b:
         assert a.execute("SELECT count(*) FROM documents").fetchone()[0] == len(files)
         rows_a, rows_b = a.execute(query).fetchall(), b.execute(query).fetchall()
