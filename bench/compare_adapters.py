@@ -1,8 +1,9 @@
-"""Two trained adapters side by side on HotpotQA's tuning split (questions neither trained on nor held
-out), so that choosing which one to ship does not spend the held-out split: per mode, the same
-questions answered with each adapter, and a paired bootstrap of the difference.
+"""Two trained adapters (or two whole models folders) side by side on HotpotQA's tuning split
+(questions neither trained on nor held out), so that choosing what to ship does not spend the held-out
+split: per mode, the same questions answered with each, and a paired bootstrap of the difference.
 
     .venv/bin/python bench/compare_adapters.py A.safetensors B.safetensors [--limit 200] [--modes compressed hybrid]
+    .venv/bin/python bench/compare_adapters.py --models models/default models/before --modes rag hybrid
 
 Each question's paragraphs are its document (as in eval_adapter.py). Writes reports/compare_adapters.json.
 """
@@ -24,14 +25,19 @@ from e2llm_offline.train_data import hotpot_rows, write_jsonl  # on the path thr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("adapters", type=Path, nargs=2)
+    parser.add_argument("adapters", type=Path, nargs="*", help="two adapter safetensors files")
+    parser.add_argument("--models", type=Path, nargs=2, help="two models folders instead (e.g. a new LoRA-merged "
+                        "decoder with its adapter, and the previous release)")
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--modes", nargs="*", default=["compressed", "hybrid"])
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "compare_adapters.json")
     args = parser.parse_args()
+    if bool(args.models) == (len(args.adapters) == 2) or (args.adapters and len(args.adapters) != 2):
+        parser.error("give two adapters, or --models with two folders")
     questions = records("tune")[: args.limit]
-    report: dict = {"split": "tune", "questions": len(questions), "adapters": [str(a) for a in args.adapters],
+    compared = args.models or args.adapters
+    report: dict = {"split": "tune", "questions": len(questions), "compared": [str(a) for a in compared],
                     "modes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -41,13 +47,13 @@ def main() -> None:
         write_jsonl(qa, qa_rows)
         db = work / "tune.db"
         compress(db, docs)
-        folders = [models_with_adapter(a, work / f"adapter{i}") for i, a in enumerate(args.adapters)]
+        folders = args.models or [models_with_adapter(a, work / f"adapter{i}") for i, a in enumerate(args.adapters)]
         for mode in args.modes:
             rows = []
             for i, folder in enumerate(folders):
                 summary, per_question = run_eval(db, qa, mode, args.max_new_tokens, work / f"{mode}-{i}.jsonl",
                                                  extra=("--models", str(folder)))
-                print(json.dumps({"adapter": str(args.adapters[i]), **summary}), flush=True)
+                print(json.dumps({"compared": str(compared[i]), **summary}), flush=True)
                 rows.append((summary, per_question))
             metric = lambda i, key: np.array([r[key] for r in rows[i][1]])  # noqa: E731
             report["modes"][mode] = {

@@ -42,6 +42,46 @@ struct ModelArgs {
     threads: Option<usize>,
 }
 
+/// How questions are answered: shared by `ask` and `eval`.
+#[derive(Args, Clone)]
+struct AnswerArgs {
+    #[arg(long, value_enum, default_value_t = Mode::Rag)]
+    mode: Mode,
+    #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
+    max_new_tokens: usize,
+    /// Chunks retrieved by rag and hybrid.
+    #[arg(long, default_value_t = DEFAULT_TOP_K)]
+    top_k: usize,
+    /// How rag and hybrid choose chunks: cosine (dense), BM25 (lexical) or both fused.
+    #[arg(long, value_enum, default_value_t = DEFAULT_RETRIEVAL)]
+    retrieval: Retrieval,
+    /// Soft tokens at most in compressed and hybrid: longer documents' chunk vectors are averaged
+    /// in runs of consecutive chunks.
+    #[arg(long, default_value_t = DEFAULT_MAX_SOFT_TOKENS)]
+    max_soft_tokens: usize,
+    /// Keep generating past the first line break (answers stop at the end of their first line).
+    #[arg(long)]
+    multiline: bool,
+    /// Extractive decoding: the answer is copied from the retrieved or full text (rag, hybrid, full).
+    #[arg(long)]
+    extractive: bool,
+}
+
+impl AnswerArgs {
+    fn options(&self) -> AskOptions {
+        AskOptions {
+            mode: self.mode,
+            max_new_tokens: self.max_new_tokens,
+            top_k: self.top_k,
+            retrieval: self.retrieval,
+            max_soft_tokens: self.max_soft_tokens,
+            stop_at_newline: !self.multiline,
+            extractive: self.extractive,
+            ..AskOptions::default()
+        }
+    }
+}
+
 impl ModelArgs {
     fn engine(&self) -> Result<Engine> {
         let threads = self.threads.unwrap_or_else(runtime::available_threads).max(1);
@@ -93,35 +133,17 @@ enum Command {
         /// Document id (see `e2llm info --db FILE --docs`).
         #[arg(long)]
         doc: String,
-        #[arg(long, value_enum, default_value_t = Mode::Rag)]
-        mode: Mode,
-        #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
-        max_new_tokens: usize,
-        /// Chunks retrieved by rag and hybrid.
-        #[arg(long, default_value_t = DEFAULT_TOP_K)]
-        top_k: usize,
-        /// How rag and hybrid choose chunks: cosine (dense), BM25 (lexical) or both fused.
-        #[arg(long, value_enum, default_value_t = DEFAULT_RETRIEVAL)]
-        retrieval: Retrieval,
-        /// Soft tokens at most in compressed and hybrid: longer documents' chunk vectors are averaged
-        /// in runs of consecutive chunks.
-        #[arg(long, default_value_t = DEFAULT_MAX_SOFT_TOKENS)]
-        max_soft_tokens: usize,
+        #[command(flatten)]
+        answering: AnswerArgs,
         /// Print one JSON object per question (answer, mode, prompt_tokens, ttft_ms, total_ms, ...).
         #[arg(long)]
         json: bool,
         /// Do not reuse the document's prompt prefix between questions (see E2LLM_PREFIX_CACHE_MB).
         #[arg(long)]
         no_prefix_cache: bool,
-        /// Keep generating past the first line break (answers stop at the end of their first line).
-        #[arg(long)]
-        multiline: bool,
         /// With --json: add the prompt as the decoder read it ("prompt": token ids, soft-token counts).
         #[arg(long)]
         show_prompt: bool,
-        /// Extractive decoding: the answer is copied from the retrieved or full text (rag, hybrid, full).
-        #[arg(long)]
-        extractive: bool,
         /// One or more questions, answered in turn in this process (later ones reuse the
         /// document's prefilled prefix in compressed, hybrid and full modes).
         #[arg(required = true)]
@@ -135,25 +157,8 @@ enum Command {
         db: PathBuf,
         #[arg(long)]
         questions: PathBuf,
-        #[arg(long, value_enum, default_value_t = Mode::Rag)]
-        mode: Mode,
-        #[arg(long, default_value_t = 32)]
-        max_new_tokens: usize,
-        #[arg(long, default_value_t = DEFAULT_TOP_K)]
-        top_k: usize,
-        /// How rag and hybrid choose chunks: cosine (dense), BM25 (lexical) or both fused.
-        #[arg(long, value_enum, default_value_t = DEFAULT_RETRIEVAL)]
-        retrieval: Retrieval,
-        /// Soft tokens at most in compressed and hybrid: longer documents' chunk vectors are averaged
-        /// in runs of consecutive chunks.
-        #[arg(long, default_value_t = DEFAULT_MAX_SOFT_TOKENS)]
-        max_soft_tokens: usize,
-        /// Keep generating past the first line break (e.g. to score text reconstruction).
-        #[arg(long)]
-        multiline: bool,
-        /// Extractive decoding: answers copied from the retrieved or full text (rag, hybrid, full).
-        #[arg(long)]
-        extractive: bool,
+        #[command(flatten)]
+        answering: AnswerArgs,
         /// Write per-question results (JSONL) here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -271,35 +276,10 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
-        Command::Ask {
-            db,
-            doc,
-            mode,
-            max_new_tokens,
-            top_k,
-            retrieval,
-            max_soft_tokens,
-            json,
-            no_prefix_cache,
-            multiline,
-            show_prompt,
-            extractive,
-            question,
-            models,
-        } => {
+        Command::Ask { db, doc, answering, json, no_prefix_cache, show_prompt, question, models } => {
             let store = Store::open_read_only(&db)?;
             let engine = models.engine()?;
-            let options = AskOptions {
-                mode,
-                max_new_tokens,
-                top_k,
-                retrieval,
-                max_soft_tokens,
-                prefix_cache: !no_prefix_cache,
-                stop_at_newline: !multiline,
-                show_prompt,
-                extractive,
-            };
+            let options = AskOptions { prefix_cache: !no_prefix_cache, show_prompt, ..answering.options() };
             for question in &question {
                 let answer = engine.ask(&store.reader(), &doc, question, &options)?;
                 if json {
@@ -310,21 +290,7 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval {
-            db,
-            questions,
-            mode,
-            max_new_tokens,
-            top_k,
-            retrieval,
-            max_soft_tokens,
-            multiline,
-            extractive,
-            out,
-            limit,
-            json,
-            models,
-        } => {
+        Command::Eval { db, questions, answering, out, limit, json, models } => {
             let store = Store::open_read_only(&db)?;
             let engine = models.engine()?;
             let mut questions = eval::read_questions(&questions)?;
@@ -343,16 +309,7 @@ fn run(command: Command) -> Result<ExitCode> {
             } else {
                 indicatif::ProgressBar::hidden()
             };
-            let options = AskOptions {
-                mode,
-                max_new_tokens,
-                top_k,
-                retrieval,
-                max_soft_tokens,
-                stop_at_newline: !multiline,
-                extractive,
-                ..AskOptions::default()
-            };
+            let options = answering.options();
             let (_, summary) = eval::run(
                 &engine,
                 &store.reader(),
