@@ -4,6 +4,7 @@ split: per mode, the same questions answered with each, and a paired bootstrap o
 
     .venv/bin/python bench/compare_adapters.py A.safetensors B.safetensors [--limit 200] [--modes compressed hybrid]
     .venv/bin/python bench/compare_adapters.py --models models/default models/before --modes rag hybrid
+    .venv/bin/python bench/compare_adapters.py --models models/default models/default --flags "--extractive" ""
 
 Each question's paragraphs are its document (as in eval_adapter.py). Writes reports/compare_adapters.json.
 """
@@ -28,6 +29,8 @@ def main() -> None:
     parser.add_argument("adapters", type=Path, nargs="*", help="two adapter safetensors files")
     parser.add_argument("--models", type=Path, nargs=2, help="two models folders instead (e.g. a new LoRA-merged "
                         "decoder with its adapter, and the previous release)")
+    parser.add_argument("--flags", nargs=2, default=["", ""], metavar=("FIRST", "SECOND"),
+                        help="extra `e2llm eval` flags for each side (e.g. \"--extractive\" \"\")")
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--modes", nargs="*", default=["compressed", "hybrid"])
     parser.add_argument("--max-new-tokens", type=int, default=32)
@@ -38,7 +41,7 @@ def main() -> None:
     questions = records("tune")[: args.limit]
     compared = args.models or args.adapters
     report: dict = {"split": "tune", "questions": len(questions), "compared": [str(a) for a in compared],
-                    "modes": {}}
+                    "flags": args.flags, "modes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         docs, qa = work / "docs.jsonl", work / "qa.jsonl"
@@ -52,7 +55,7 @@ def main() -> None:
             rows = []
             for i, folder in enumerate(folders):
                 summary, per_question = run_eval(db, qa, mode, args.max_new_tokens, work / f"{mode}-{i}.jsonl",
-                                                 extra=("--models", str(folder)))
+                                                 extra=("--models", str(folder), *args.flags[i].split()))
                 print(json.dumps({"compared": str(compared[i]), **summary}), flush=True)
                 rows.append((summary, per_question))
             metric = lambda i, key: np.array([r[key] for r in rows[i][1]])  # noqa: E731
