@@ -13,7 +13,7 @@ ORT_LIB    := $(VENV)/lib/python3.11/site-packages/onnxruntime/capi/libonnxrunti
 CARGO      ?= cargo
 BIN        := target/release/e2llm
 DEMO_DB    := data/demo.db
-EXPORT_SRC := $(filter-out onnx/e2llm_offline/train%.py onnx/e2llm_offline/fp16.py,$(wildcard onnx/e2llm_offline/*.py)) onnx/prompt.json $(wildcard onnx/adapter/*.safetensors)
+EXPORT_SRC := $(filter-out onnx/e2llm_offline/train%.py onnx/e2llm_offline/rcc.py onnx/e2llm_offline/fp16.py,$(wildcard onnx/e2llm_offline/*.py)) onnx/prompt.json $(wildcard onnx/adapter/*.safetensors) $(wildcard onnx/rcc/*.safetensors)
 
 export E2LLM_MODELS := $(CURDIR)/$(MODELS)
 export ORT_DYLIB_PATH := $(CURDIR)/$(RUNTIME)/libonnxruntime.so
@@ -32,7 +32,7 @@ export LD_LIBRARY_PATH := $(CURDIR)/$(GPU_RUNTIME)$(if $(LD_LIBRARY_PATH),:$(LD_
 setup: runtime-gpu fp16
 endif
 
-.PHONY: check setup venv venv-dist venv-data models fp16 runtime-gpu env build ext sqlite3-shell demo bench train train-data eval-adapter eval tune niah lint test test-rust test-python clean
+.PHONY: check setup venv venv-dist venv-data models fp16 runtime-gpu env build ext sqlite3-shell demo bench train train-rcc train-data eval-adapter eval tune niah lint test test-rust test-python clean
 
 setup: models build
 
@@ -118,7 +118,7 @@ check: $(VENV)/.installed
 test-rust:
 	$(CARGO) nextest run --release --locked --no-fail-fast
 
-test-python: $(VENV)/.installed $(VENV)/.installed-dist $(VENV)/.installed-data
+test-python: $(VENV)/.installed $(VENV)/.installed-dist $(VENV)/.installed-data $(VENV)/.installed-train
 	PYTHONPATH=onnx $(PY) -m pytest -q onnx/tests tests/python
 
 clean:
@@ -151,6 +151,12 @@ data/train/.built-$(HOTPOT_TRAIN): | setup venv-data
 
 train: train-data $(VENV)/.installed-train
 	PYTHONPATH=onnx $(PY) -m e2llm_offline.train --config $(TRAIN_CONFIG)
+
+# The RCC encoder's LoRA, against the shipped decoder (CPU config by default; resumable). Writes
+# onnx/rcc/; `make setup` then exports rcc_encoder.onnx (and `compress --rcc` / `--mode rcc` work).
+RCC_CONFIG ?= onnx/train_configs/rcc-cpu.json
+train-rcc: train-data $(VENV)/.installed-train
+	PYTHONPATH=onnx $(PY) -m e2llm_offline.rcc --config $(RCC_CONFIG)
 
 # Needle in a haystack per mode and (length, depth) -> reports/niah.md, niah.png
 niah: setup venv-data

@@ -39,3 +39,14 @@ CREATE TABLE IF NOT EXISTS chunks (
     vector       BLOB    NOT NULL,         -- little-endian float32 x dim (sqlite-vec format)
     PRIMARY KEY (doc_id, seq)
 ) WITHOUT ROWID;
+
+-- RCC memory (`e2llm compress --rcc`): per chunk, the keys and values the RCC encoder keeps from every
+-- decoder layer at every `ratio`-th token (src/rcc.rs). Written with the document, in the same transaction.
+CREATE TABLE IF NOT EXISTS chunk_memory (
+    doc_id      TEXT    NOT NULL REFERENCES documents (doc_id) ON DELETE CASCADE,
+    seq         INTEGER NOT NULL,          -- the chunk (chunks.seq)
+    rcc_sha256  TEXT    NOT NULL,          -- RCC encoder fingerprint (manifest.json rcc.fingerprint)
+    slots       INTEGER NOT NULL,          -- memory positions (ceil(decoder tokens / ratio))
+    memory      BLOB    NOT NULL,          -- little-endian float16 [layers, 2 (key, value), kv_heads, slots, head_dim], keys before rotary
+    PRIMARY KEY (doc_id, seq)
+) WITHOUT ROWID;

@@ -4,8 +4,10 @@
 //! - `hybrid`: the soft tokens plus the top-k chunks' raw text, chosen by cosine similarity;
 //! - `rag`: the top-k chunks' raw text only;
 //! - `full`: the raw document, cut to the decoder's window;
+//! - `rcc`: the chosen chunks' RCC memory in the KV cache in front of the prompt (src/rcc.rs);
 //! - `question-only`: no document (a baseline for evaluation).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::decode::{GenerateOptions, Piece};
@@ -13,6 +15,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::lexical;
 use crate::manifest::PromptTemplate;
+use crate::rcc::{Memory, MemoryShape};
 use crate::store::{DocumentRow, Reader, StoredChunks};
 use crate::vector;
 
@@ -34,6 +37,9 @@ pub const DEFAULT_RETRIEVAL: Retrieval = Retrieval::Fused;
 /// a 128K-token document has ~1,000). Chosen on the tuning split and the NIAH grid (reports/tune.md,
 /// reports/niah.md): 64 beat 256 and one-per-chunk on both.
 pub const DEFAULT_MAX_SOFT_TOKENS: usize = 64;
+/// `rcc` reads the memory of all of a document's chunks up to this many; beyond, of this many chosen
+/// by retrieval (as `top_k` for rag), in document order. RCC training used 8.
+pub const DEFAULT_MEMORY_CHUNKS: usize = 8;
 /// Upper bound on `max_new_tokens` (the decoder's window bounds it further).
 pub const MAX_NEW_TOKENS_LIMIT: usize = 4096;
 
@@ -45,6 +51,7 @@ pub enum Mode {
     Rag,
     Full,
     QuestionOnly,
+    Rcc,
 }
 
 /// Parses a kebab-case value (`question-only`) from one list of names: clap's, which serde's
@@ -81,7 +88,7 @@ impl Mode {
     }
 
     fn retrieves(self) -> bool {
-        matches!(self, Mode::Hybrid | Mode::Rag)
+        matches!(self, Mode::Hybrid | Mode::Rag | Mode::Rcc)
     }
 }
 
@@ -112,6 +119,8 @@ pub struct AskOptions {
     pub retrieval: Retrieval,
     /// Soft tokens at most (`compressed`, `hybrid`); see [`DEFAULT_MAX_SOFT_TOKENS`].
     pub max_soft_tokens: usize,
+    /// Chunks whose memory `rcc` reads at most; see [`DEFAULT_MEMORY_CHUNKS`].
+    pub memory_chunks: usize,
     /// Reuse (and keep) the KV cache of the question-independent prompt prefix.
     pub prefix_cache: bool,
     /// Stop at the first line break after some text (answers are one line); off for multi-line output.
@@ -131,6 +140,7 @@ impl Default for AskOptions {
             top_k: DEFAULT_TOP_K,
             retrieval: DEFAULT_RETRIEVAL,
             max_soft_tokens: DEFAULT_MAX_SOFT_TOKENS,
+            memory_chunks: DEFAULT_MEMORY_CHUNKS,
             prefix_cache: true,
             stop_at_newline: true,
             show_prompt: false,
@@ -152,6 +162,9 @@ impl AskOptions {
         }
         if self.max_soft_tokens == 0 {
             return Err(Error::Invalid("max_soft_tokens must be at least 1".into()));
+        }
+        if self.memory_chunks == 0 {
+            return Err(Error::Invalid("memory_chunks must be at least 1".into()));
         }
         if self.extractive && !matches!(self.mode, Mode::Rag | Mode::Hybrid | Mode::Full) {
             return Err(Error::Invalid(format!(
@@ -176,7 +189,8 @@ pub struct Answer {
     /// Time this call spent loading models (0 once they are loaded in this process); not
     /// included in `ttft_ms` and `total_ms`.
     pub load_ms: f64,
-    /// Chunks whose raw text was placed in the prompt (rag, hybrid), in document order.
+    /// Chunks whose raw text was placed in the prompt (rag, hybrid) or whose memory was read (rcc), in
+    /// document order.
     pub chunks: Vec<usize>,
     /// True when the context was cut to fit the decoder's window.
     pub truncated: bool,
@@ -199,6 +213,8 @@ pub enum PromptPart {
     Tokens(Vec<u32>),
     /// This many soft tokens (adapter outputs) in a row.
     SoftTokens(usize),
+    /// This many RCC memory positions (in the KV cache, in front of the prompt).
+    Memory(usize),
 }
 
 impl Engine {
@@ -303,15 +319,19 @@ impl Engine {
             budget -= rows;
             context.fixed.push(Piece::Embeds(adapter.adapt(&soft[..rows * chunks.dim])?));
         }
+        if options.mode == Mode::Rcc {
+            context.memory = Some(self.memory(document, &chunks, question, options, store, budget, &mut context)?);
+            return Ok(context);
+        }
         let text = match options.mode {
             Mode::Rag | Mode::Hybrid => {
-                context.selected = self.retrieve(document, &chunks, question, options, store)?;
+                context.selected = self.retrieve(document, &chunks, question, options.top_k, options, store)?;
                 let texts: Vec<&str> = context.selected.iter().map(|&i| chunks.texts[i].trim()).collect();
                 let separator = if context.fixed.is_empty() { "" } else { template.chunk_separator.as_str() };
                 Some(format!("{separator}{}", texts.join(&template.chunk_separator)))
             }
             Mode::Full => Some(chunks.texts.concat()),
-            Mode::Compressed | Mode::QuestionOnly => None,
+            Mode::Compressed | Mode::QuestionOnly | Mode::Rcc => None,
         };
         if let Some(text) = text {
             let (ids, cut) = fit(decoder.tokenize(&text)?, budget);
@@ -328,12 +348,53 @@ impl Engine {
         Ok(context)
     }
 
+    /// `rcc`: the memory of the document's chunks (all up to `memory_chunks`, else that many chosen by
+    /// retrieval), in document order, placed at the start of the KV cache; cut to `budget` positions.
+    #[allow(clippy::too_many_arguments)]
+    fn memory(
+        &self,
+        document: &DocumentRow,
+        chunks: &StoredChunks,
+        question: &str,
+        options: &AskOptions,
+        store: &Reader<'_>,
+        budget: usize,
+        context: &mut Context,
+    ) -> Result<Piece> {
+        let spec = self.manifest().rcc.as_ref().ok_or_else(|| Error::RccMissing {
+            hint: "train it (`make train-rcc`) and re-export (`make setup`)".into(),
+        })?;
+        let chosen: Vec<usize> = if chunks.texts.len() <= options.memory_chunks {
+            (0..chunks.texts.len()).collect()
+        } else {
+            self.retrieve(document, chunks, question, options.memory_chunks, options, store)?
+        };
+        let shape = MemoryShape::of(&self.manifest().decoder);
+        let mut parts = Vec::with_capacity(chosen.len());
+        let mut used = 0;
+        for (seq, (slots, blob)) in chosen.iter().zip(store.memory(document, &chosen, &spec.fingerprint)?) {
+            if used + slots > budget {
+                context.truncated = true;
+                break;
+            }
+            used += slots;
+            let memory = Memory::from_blob(&blob, slots, shape).map_err(|e| Error::Database {
+                path: store.path().to_string(),
+                reason: format!("document `{}` chunk {seq}: {e}", document.doc_id),
+            })?;
+            parts.push(memory);
+            context.selected.push(*seq);
+        }
+        Ok(Piece::Memory(Arc::new(Memory::concat(&parts, shape).placed(&spec.rope_inv_freq))))
+    }
+
     /// The `top_k` chunks that best match the question under `options.retrieval`, in document order.
     fn retrieve(
         &self,
         document: &DocumentRow,
         chunks: &StoredChunks,
         question: &str,
+        top_k: usize,
         options: &AskOptions,
         store: &Reader<'_>,
     ) -> Result<Vec<usize>> {
@@ -349,7 +410,7 @@ impl Engine {
             Retrieval::Fused => lexical::fuse(&[dense()?, lexical::bm25(question, &chunks.texts)]),
         };
         let mut order = lexical::best_first(&scores);
-        order.truncate(options.top_k);
+        order.truncate(top_k);
         order.sort_unstable();
         Ok(order)
     }
@@ -361,7 +422,9 @@ impl Engine {
 struct Context {
     fixed: Vec<Piece>,
     per_question: Vec<Piece>,
-    /// Chunks whose text was retrieved, in document order.
+    /// RCC memory: in the KV cache in front of the whole prompt (`rcc`).
+    memory: Option<Piece>,
+    /// Chunks whose text was retrieved (or whose memory is read), in document order.
     selected: Vec<usize>,
     truncated: bool,
     /// The context's text as the decoder reads it (filled for extractive decoding only).
@@ -392,6 +455,10 @@ fn layout(template: &PromptTemplate, context: Option<Context>, question_ids: Vec
     let Some(context) = context else {
         return Prompt { shared: Vec::new(), per_question: [vec![text(&template.prefix)], question.to_vec()].concat() };
     };
+    if let Some(memory) = context.memory {
+        // rcc: the memory, then the question-only prompt; the memory and the instruction are shared.
+        return Prompt { shared: vec![memory, text(&template.prefix)], per_question: question.to_vec() };
+    }
     let mut block = vec![text(&template.prefix), text(&template.context_prefix)];
     block.extend(context.fixed.iter().cloned());
     let fixed_only = context.per_question.is_empty();
@@ -419,6 +486,7 @@ fn describe(decoder: &crate::decode::Decoder, pieces: &[Piece]) -> Result<Vec<Pr
                 Piece::Text(text) => PromptPart::Tokens(decoder.tokenize(text)?),
                 Piece::Tokens(ids) => PromptPart::Tokens(ids.clone()),
                 Piece::Embeds(rows) => PromptPart::SoftTokens(rows.len() / hidden),
+                Piece::Memory(memory) => PromptPart::Memory(memory.slots),
             })
         })
         .collect()

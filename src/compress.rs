@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::export::ParquetSink;
 use crate::ingest;
 use crate::manifest::sha256_hex;
-use crate::store::{EncoderInfo, NewChunk, NewDocument, Store};
+use crate::store::{EncoderInfo, NewChunk, NewDocument, Store, StoredMemory};
 
 #[derive(Debug, Clone)]
 pub struct CompressOptions {
@@ -26,6 +26,8 @@ pub struct CompressOptions {
     /// Re-encode documents even when their content is unchanged.
     pub force: bool,
     pub progress: bool,
+    /// Also store each chunk's RCC memory (`--rcc`; the models need an RCC encoder).
+    pub rcc: bool,
 }
 
 impl Default for CompressOptions {
@@ -36,6 +38,7 @@ impl Default for CompressOptions {
             group_size: 32,
             force: false,
             progress: false,
+            rcc: false,
         }
     }
 }
@@ -85,11 +88,16 @@ enum Sink<'a> {
 }
 
 impl Sink<'_> {
-    /// The stored content hash of `doc_id` under the current encoder configuration.
-    fn stored(&self, doc_id: &str) -> Result<Option<String>> {
+    /// The stored content hash of `doc_id` under the current encoder configuration (and, with
+    /// `rcc`, only when every chunk has memory of that RCC encoder).
+    fn stored(&self, doc_id: &str, rcc: Option<&str>) -> Result<Option<String>> {
         match self {
             Sink::Database { store, model_id } => {
-                Ok(store.content_hash(doc_id)?.filter(|(_, id)| id == model_id).map(|(hash, _)| hash))
+                let hash = store.content_hash(doc_id)?.filter(|(_, id)| id == model_id).map(|(hash, _)| hash);
+                match (hash, rcc) {
+                    (Some(hash), Some(rcc)) => Ok(store.reader().has_memory(doc_id, rcc)?.then_some(hash)),
+                    (hash, _) => Ok(hash),
+                }
             }
             Sink::Parquet(_) => Ok(None),
         }
@@ -117,6 +125,8 @@ pub fn compress(
     options: &CompressOptions,
 ) -> Result<CompressSummary> {
     let encoder = engine.encoder()?;
+    let rcc = if options.rcc { Some(engine.rcc()?) } else { None };
+    let rcc_sha256 = rcc.as_ref().map(|r| r.fingerprint().to_string());
     // Throughput counts from here: model loading is a once-per-process cost.
     let started = Instant::now();
     if options.chunk_tokens > encoder.max_content_tokens() {
@@ -169,7 +179,8 @@ pub fn compress(
                 Err((doc_id, reason)) => fail(&mut summary, doc_id, reason),
                 Ok((doc_id, source, text)) => {
                     let content_sha256 = sha256_hex(text.as_bytes());
-                    if !options.force && sink.stored(&doc_id)?.as_ref() == Some(&content_sha256) {
+                    if !options.force && sink.stored(&doc_id, rcc_sha256.as_deref())?.as_ref() == Some(&content_sha256)
+                    {
                         summary.unchanged += 1;
                         continue;
                     }
@@ -196,13 +207,40 @@ pub fn compress(
                 Err(e) => fail(&mut summary, read.doc_id, e.to_string()),
             }
         }
+        // RCC memory, document by document (a document whose memory fails is reported and skipped).
+        let mut memories: Vec<Vec<Option<StoredMemory>>> = Vec::new();
+        if let Some(rcc) = &rcc {
+            let mut kept = Vec::new();
+            for (read, chunks) in ready {
+                let memory: Result<Vec<Option<StoredMemory>>> = chunks
+                    .iter()
+                    .map(|chunk| {
+                        let memory = rcc.memory(chunk.text(&read.text))?;
+                        Ok(Some(StoredMemory {
+                            rcc_sha256: rcc.fingerprint().to_string(),
+                            slots: memory.slots,
+                            blob: memory.to_blob(),
+                        }))
+                    })
+                    .collect();
+                match memory {
+                    Ok(memory) => {
+                        memories.push(memory);
+                        kept.push((read, chunks));
+                    }
+                    Err(e) => fail(&mut summary, read.doc_id, format!("RCC memory: {e}")),
+                }
+            }
+            ready = kept;
+        }
         // Encode the group's chunks together: better batches than document by document.
         let rows: Vec<&[u32]> = ready.iter().flat_map(|(_, chunks)| chunks.iter().map(|c| c.ids.as_slice())).collect();
         let vectors = encoder.embed_ids(&rows, options.batch_size)?;
         let mut row = 0;
         let documents: Vec<NewDocument> = ready
             .iter()
-            .map(|(read, chunks)| NewDocument {
+            .enumerate()
+            .map(|(d, (read, chunks))| NewDocument {
                 doc_id: read.doc_id.clone(),
                 source: read.source.clone(),
                 content_sha256: read.content_sha256.clone(),
@@ -210,7 +248,8 @@ pub fn compress(
                 n_tokens: chunks.last().map_or(0, |c| c.token_end),
                 chunks: chunks
                     .iter()
-                    .map(|chunk| {
+                    .enumerate()
+                    .map(|(c, chunk)| {
                         row += 1;
                         NewChunk {
                             seq: chunk.seq,
@@ -220,6 +259,7 @@ pub fn compress(
                             byte_start: chunk.byte_start,
                             byte_end: chunk.byte_end,
                             vector: vectors.row(row - 1).to_vec(),
+                            memory: memories.get_mut(d).and_then(|m| m[c].take()),
                         }
                     })
                     .collect(),

@@ -14,6 +14,7 @@ use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
 use crate::manifest::{DecoderSpec, Manifest};
+use crate::rcc::{Memory, MemoryShape};
 use crate::runtime::{self, Device, Precision, Provider};
 
 /// Longest slice of prompt positions run in one prefill step: bounds the attention scores'
@@ -29,6 +30,9 @@ pub enum Piece {
     Tokens(Vec<u32>),
     /// Rows of `hidden` floats placed directly in the embedding sequence (soft tokens).
     Embeds(Vec<f32>),
+    /// Keys and values put straight into the KV cache at positions 0..slots-1 (RCC memory, keys
+    /// already rotated there: `Memory::placed`). Only as a prompt's first piece.
+    Memory(Arc<Memory>),
 }
 
 #[derive(Debug, Clone)]
@@ -220,6 +224,9 @@ impl Decoder {
                     }
                     embeds.extend_from_slice(rows);
                 }
+                Piece::Memory(_) => {
+                    return Err(Error::Invalid("memory goes only at the start of a prompt".into()));
+                }
             }
         }
         Ok(())
@@ -245,11 +252,24 @@ impl Decoder {
     ) -> Result<Generation> {
         let started = Instant::now();
         let hidden = self.spec.hidden;
+        // RCC memory, if any, is the first piece: it fills the cache's first positions directly.
+        let (memory, shared) = match shared.split_first() {
+            Some((Piece::Memory(memory), rest)) => (Some(memory.clone()), rest),
+            _ => (None, shared),
+        };
+        let memory_slots = memory.as_ref().map_or(0, |m| m.slots);
+        if let Some(memory) = &memory {
+            if memory.shape != MemoryShape::of(&self.spec)
+                || memory.data.len() != memory.slots * memory.shape.per_slot()
+            {
+                return Err(Error::Invalid("memory does not have the decoder's layers, KV heads and head size".into()));
+            }
+        }
         let mut embeds = Vec::new();
         self.embed_pieces(shared, &mut embeds)?;
-        let shared_positions = embeds.len() / hidden;
+        let shared_positions = memory_slots + embeds.len() / hidden;
         self.embed_pieces(rest, &mut embeds)?;
-        let prompt_tokens = embeds.len() / hidden;
+        let prompt_tokens = memory_slots + embeds.len() / hidden;
         if prompt_tokens == 0 {
             return Err(Error::Invalid("empty prompt".into()));
         }
@@ -259,15 +279,18 @@ impl Decoder {
                 options.max_new_tokens, self.spec.context_length
             )));
         }
-        // The shared prefix, if any and if shorter than the prompt, and its cache key.
-        let prefix = shared_positions;
+        // The shared prefix, if any and if shorter than the prompt, and its cache key (the memory's
+        // values and the prefix's embedding rows).
         let cache_limit = self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).limit_bytes;
-        let prefix = if prefix < prompt_tokens && cache_limit > 0 { prefix } else { 0 };
+        let prefix = if shared_positions < prompt_tokens && cache_limit > 0 { shared_positions } else { 0 };
+        let embedded_prefix = prefix.saturating_sub(memory_slots);
         let key = (prefix > 0).then(|| {
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            for value in &embeds[..prefix * hidden] {
+            let memory_values = memory.as_ref().map_or(&[][..], |m| m.data.as_slice());
+            for value in memory_values.iter().chain(&embeds[..embedded_prefix * hidden]) {
                 value.to_bits().hash(&mut hasher);
             }
+            memory_slots.hash(&mut hasher);
             hasher.finish()
         });
         let cached = key.and_then(|k| self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).get(k, prefix));
@@ -276,12 +299,16 @@ impl Decoder {
         let mut binding = self.binding(&session)?;
         let slice = options.prefill_slice.max(1) * hidden;
         let mut logits = Vec::new();
+        // `position` counts cache positions; `done` the embedding rows already run.
         let (mut past, mut position) = match &cached {
             Some(kv) => (kv.clone(), prefix),
-            None => (Arc::new(self.empty_cache()?), 0),
+            None => match &memory {
+                Some(memory) => (Arc::new(self.memory_cache(memory)?), memory_slots),
+                None => (Arc::new(self.empty_cache()?), 0),
+            },
         };
         if let (None, Some(key)) = (&cached, key) {
-            for rows in embeds[..prefix * hidden].chunks(slice) {
+            for rows in embeds[..embedded_prefix * hidden].chunks(slice) {
                 (logits, past) = self.step(&mut session, &mut binding, rows, position, &past)?;
                 position += rows.len() / hidden;
             }
@@ -292,7 +319,7 @@ impl Decoder {
                 past.clone(),
             );
         }
-        for rows in embeds[position * hidden..].chunks(slice) {
+        for rows in embeds[(position - memory_slots) * hidden..].chunks(slice) {
             (logits, past) = self.step(&mut session, &mut binding, rows, position, &past)?;
             position += rows.len() / hidden;
         }
@@ -374,6 +401,20 @@ impl Decoder {
             return Ok(false);
         }
         Ok(!self.detokenize(before)?.trim().is_empty())
+    }
+
+    /// A KV cache holding `memory` (positions 0..slots-1), in host memory.
+    fn memory_cache(&self, memory: &Memory) -> Result<Vec<DynValue>> {
+        let shape = [1, self.spec.kv_heads, memory.slots, self.spec.head_dim];
+        let mut cache = Vec::with_capacity(self.spec.layers * 2);
+        for layer in 0..self.spec.layers {
+            for kind in 0..2 {
+                let tensor = Tensor::from_array((shape, memory.block(layer, kind).to_vec()))
+                    .map_err(|e| Error::inference("decoder", e))?;
+                cache.push(tensor.into_dyn());
+            }
+        }
+        Ok(cache)
     }
 
     fn empty_cache(&self) -> Result<Vec<DynValue>> {

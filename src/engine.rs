@@ -9,6 +9,7 @@ use crate::decode::Decoder;
 use crate::encode::Encoder;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
+use crate::rcc::RccEncoder;
 use crate::runtime::{self, Device, Precision, Provider};
 
 #[derive(Debug, Clone)]
@@ -52,6 +53,7 @@ pub struct Engine {
     encoder: OnceLock<Arc<Encoder>>,
     decoder: OnceLock<Arc<Decoder>>,
     adapter: OnceLock<Arc<Adapter>>,
+    rcc: OnceLock<Arc<RccEncoder>>,
     loading: Mutex<()>,
 }
 
@@ -67,6 +69,7 @@ impl Engine {
             encoder: OnceLock::new(),
             decoder: OnceLock::new(),
             adapter: OnceLock::new(),
+            rcc: OnceLock::new(),
             loading: Mutex::new(()),
         })
     }
@@ -126,6 +129,11 @@ impl Engine {
         })
     }
 
+    /// The RCC encoder (`compress --rcc`); a clear error when the models directory has none.
+    pub fn rcc(&self) -> Result<Arc<RccEncoder>> {
+        self.get_or_load(&self.rcc, || RccEncoder::load(&self.manifest, self.options.device, self.options.threads))
+    }
+
     /// What is loaded now, for `info` and `e2llm_version()`.
     pub fn loaded(&self) -> Vec<&'static str> {
         let mut loaded = Vec::new();
@@ -137,6 +145,9 @@ impl Engine {
         }
         if self.adapter.get().is_some() {
             loaded.push("adapter");
+        }
+        if self.rcc.get().is_some() {
+            loaded.push("rcc encoder");
         }
         loaded
     }

@@ -36,6 +36,12 @@ pub enum Error {
     )]
     AdapterMissing { mode: String, hint: String },
 
+    #[error("mode `rcc` needs the RCC encoder (rcc_encoder.onnx), which this models directory does not have: {hint}")]
+    RccMissing { hint: String },
+
+    #[error("document `{doc_id}` in {db} has no RCC memory{detail}: compress it with `e2llm compress --rcc` (with the models you ask with)")]
+    MemoryMissing { doc_id: String, db: String, detail: String },
+
     #[error("adapter does not match the loaded models: {reason}")]
     AdapterMismatch { reason: String },
 

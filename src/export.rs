@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, BinaryArray, FixedSizeListArray, Float32Array, Int32Array, Int64Array, RecordBatch,
+    StringArray,
 };
 use arrow::datatypes::{DataType, Field, Float32Type, Int32Type, Int64Type, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -19,7 +20,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
-use crate::store::{EncoderInfo, NewChunk, NewDocument, Reader, Store};
+use crate::store::{EncoderInfo, NewChunk, NewDocument, Reader, Store, StoredMemory};
 
 pub const META_FINGERPRINT: &str = "e2llm.encoder_fingerprint";
 pub const META_SOURCE: &str = "e2llm.encoder_source";
@@ -27,6 +28,8 @@ pub const META_DIM: &str = "e2llm.dim";
 pub const META_CHUNK_TOKENS: &str = "e2llm.chunk_tokens";
 pub const META_VERSION: &str = "e2llm.version";
 const ROWS_PER_BATCH: usize = 8192;
+/// Columns an export older than RCC lacks (read as no memory).
+const MEMORY_COLUMNS: [&str; 3] = ["rcc_sha256", "memory_slots", "memory"];
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TransferSummary {
@@ -60,6 +63,10 @@ pub fn schema(encoder: &EncoderInfo) -> Arc<Schema> {
             Field::new("content_sha256", DataType::Utf8, false),
             Field::new("doc_tokens", DataType::Int64, false),
             Field::new("doc_bytes", DataType::Int64, false),
+            // RCC memory (`compress --rcc`), null without; absent from exports older than RCC.
+            Field::new("rcc_sha256", DataType::Utf8, true),
+            Field::new("memory_slots", DataType::Int32, true),
+            Field::new("memory", DataType::Binary, true),
         ],
         metadata,
     ))
@@ -132,6 +139,9 @@ impl ParquetSink {
             Arc::new(StringArray::from_iter_values((0..n).map(|i| rows[i].0.content_sha256.as_str()))),
             Arc::new(Int64Array::from_iter_values((0..n).map(|i| rows[i].0.n_tokens as i64))),
             Arc::new(Int64Array::from_iter_values((0..n).map(|i| rows[i].0.n_bytes as i64))),
+            Arc::new(StringArray::from_iter((0..n).map(|i| chunk(i).memory.as_ref().map(|m| m.rcc_sha256.as_str())))),
+            Arc::new(Int32Array::from_iter((0..n).map(|i| chunk(i).memory.as_ref().map(|m| m.slots as i32)))),
+            Arc::new(BinaryArray::from_iter((0..n).map(|i| chunk(i).memory.as_ref().map(|m| m.blob.as_slice())))),
         ];
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| Error::Parquet { path: self.path.clone(), reason: e.to_string() })?;
@@ -219,6 +229,7 @@ fn read_file(path: &Path) -> Result<(EncoderInfo, Vec<NewDocument>)> {
                     field.data_type()
                 )))
             }
+            Err(_) if MEMORY_COLUMNS.contains(&field.name().as_str()) => {}
             Err(_) => return Err(err(format!("missing column `{}`", field.name()))),
         }
     }
@@ -236,6 +247,9 @@ fn read_file(path: &Path) -> Result<(EncoderInfo, Vec<NewDocument>)> {
         let (byte_starts, byte_ends, doc_tokens, doc_bytes) =
             (int64("byte_start"), int64("byte_end"), int64("doc_tokens"), int64("doc_bytes"));
         let vectors = column("vector").as_fixed_size_list();
+        let memory_shas = batch.column_by_name("rcc_sha256").map(|c| c.as_string::<i32>().clone());
+        let memory_slots = batch.column_by_name("memory_slots").map(|c| c.as_primitive::<Int32Type>().clone());
+        let memory_blobs = batch.column_by_name("memory").map(|c| c.as_binary::<i32>().clone());
         for i in 0..batch.num_rows() {
             if doc_ids.is_null(i) || texts.is_null(i) || vectors.is_null(i) {
                 return Err(err(format!("row {i}: null doc_id, text or vector")));
@@ -273,6 +287,19 @@ fn read_file(path: &Path) -> Result<(EncoderInfo, Vec<NewDocument>)> {
                 byte_start: byte_starts.value(i) as usize,
                 byte_end: byte_ends.value(i) as usize,
                 vector: values.values().to_vec(),
+                memory: match (&memory_shas, &memory_slots, &memory_blobs) {
+                    (Some(shas), Some(slots), Some(blobs)) if !shas.is_null(i) => {
+                        if slots.is_null(i) || blobs.is_null(i) || slots.value(i) < 0 {
+                            return Err(err(format!("document `{doc_id}` chunk {seq}: memory without its slot count")));
+                        }
+                        Some(StoredMemory {
+                            rcc_sha256: shas.value(i).to_string(),
+                            slots: slots.value(i) as usize,
+                            blob: blobs.value(i).to_vec(),
+                        })
+                    }
+                    _ => None,
+                },
             });
         }
     }

@@ -15,6 +15,7 @@ pub mod export;
 pub mod ingest;
 pub mod lexical;
 pub mod manifest;
+pub mod rcc;
 pub mod runtime;
 pub mod sql;
 pub mod store;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use e2llm::ask::{
-    AskOptions, Mode, Retrieval, DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_SOFT_TOKENS, DEFAULT_RETRIEVAL, DEFAULT_TOP_K,
+    AskOptions, Mode, Retrieval, DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_SOFT_TOKENS, DEFAULT_MEMORY_CHUNKS,
+    DEFAULT_RETRIEVAL, DEFAULT_TOP_K,
 };
 use e2llm::compress::{self, CompressOptions};
 use e2llm::engine::{default_models_dir, Engine, EngineOptions};
@@ -59,6 +60,9 @@ struct AnswerArgs {
     /// in runs of consecutive chunks.
     #[arg(long, default_value_t = DEFAULT_MAX_SOFT_TOKENS)]
     max_soft_tokens: usize,
+    /// Chunks whose memory rcc reads at most (more: chosen by retrieval).
+    #[arg(long, default_value_t = DEFAULT_MEMORY_CHUNKS)]
+    memory_chunks: usize,
     /// Keep generating past the first line break (answers stop at the end of their first line).
     #[arg(long)]
     multiline: bool,
@@ -75,6 +79,7 @@ impl AnswerArgs {
             top_k: self.top_k,
             retrieval: self.retrieval,
             max_soft_tokens: self.max_soft_tokens,
+            memory_chunks: self.memory_chunks,
             stop_at_newline: !self.multiline,
             extractive: self.extractive,
             ..AskOptions::default()
@@ -120,6 +125,9 @@ enum Command {
         /// Re-encode documents whose content is unchanged.
         #[arg(long)]
         force: bool,
+        /// Also store each chunk's RCC memory (for `--mode rcc`; needs the RCC encoder).
+        #[arg(long)]
+        rcc: bool,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -246,7 +254,7 @@ fn report_transfer(summary: &e2llm::export::TransferSummary, json: bool, verb: &
 
 fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Compress { db, out, inputs, batch_size, chunk_tokens, force, json, models } => {
+        Command::Compress { db, out, inputs, batch_size, chunk_tokens, force, rcc, json, models } => {
             let engine = models.engine()?;
             let mut store = db.as_ref().map(|db| Store::open(db)).transpose()?;
             let target = match (&mut store, &out) {
@@ -258,6 +266,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 chunk_tokens,
                 batch_size,
                 force,
+                rcc,
                 progress: std::io::stderr().is_terminal(),
                 ..CompressOptions::default()
             };

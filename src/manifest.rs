@@ -59,6 +59,26 @@ pub struct AdapterSpec {
     pub source: String,
 }
 
+/// The RCC encoder (`rcc_encoder.onnx`): a copy of the decoder with its own LoRA merged, same inputs
+/// and outputs as `decoder.onnx`. A chunk's memory is the keys (rotary undone) and values of every
+/// `ratio`-th position and the last one, from every layer (`src/rcc.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RccSpec {
+    pub file: String,
+    pub ratio: usize,
+    /// A chunk is cut to this many decoder tokens before encoding.
+    pub max_segment_tokens: usize,
+    /// The rotary frequencies of the decoder (`head_dim / 2` values): keys are stored before rotary
+    /// and rotated to their memory positions when asked.
+    pub rope_inv_freq: Vec<f64>,
+    /// Identity of the memory: decoder, RCC LoRA and ratio (stored with every chunk's memory).
+    pub fingerprint: String,
+    /// The decoder the memory was trained for: memory is refused by another.
+    pub decoder_fingerprint: String,
+    #[serde(default)]
+    pub source: String,
+}
+
 /// The prompt layout shared by training and `ask`:
 /// `prefix · context_prefix · CONTEXT · context_suffix · question_prefix · QUESTION · suffix`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +99,8 @@ pub struct Manifest {
     pub decoder: DecoderSpec,
     #[serde(default)]
     pub adapter: Option<AdapterSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcc: Option<RccSpec>,
     pub prompt: PromptTemplate,
     pub files: BTreeMap<String, String>,
     /// Where the manifest was read from (not serialised).
@@ -122,6 +144,7 @@ impl Manifest {
             Some(&manifest.decoder.tokenizer),
             manifest.encoder.fp16_file.as_ref(),
             manifest.decoder.fp16_file.as_ref(),
+            manifest.rcc.as_ref().map(|r| &r.file),
         ]
         .into_iter()
         .flatten()

@@ -95,6 +95,7 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             "max_new_tokens" => options.max_new_tokens = count(value)?,
             "top_k" => options.top_k = count(value)?,
             "max_soft_tokens" => options.max_soft_tokens = count(value)?,
+            "memory_chunks" => options.memory_chunks = count(value)?,
             "retrieval" => {
                 let retrieval =
                     value.as_str().ok_or_else(|| Error::Invalid("option `retrieval` must be a string".into()))?;
@@ -105,7 +106,7 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             "extractive" => options.extractive = flag(value)?,
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, prefix_cache, multiline, extractive)"
+                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, memory_chunks, prefix_cache, multiline, extractive)"
                 )))
             }
         }

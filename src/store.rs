@@ -43,6 +43,16 @@ pub struct NewChunk {
     pub byte_start: usize,
     pub byte_end: usize,
     pub vector: Vec<f32>,
+    /// RCC memory (`compress --rcc`), stored in `chunk_memory` in the same transaction.
+    pub memory: Option<StoredMemory>,
+}
+
+/// A chunk's RCC memory as stored: the encoder's fingerprint, slot count and float16 BLOB (`src/rcc.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMemory {
+    pub rcc_sha256: String,
+    pub slots: usize,
+    pub blob: Vec<u8>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -217,6 +227,12 @@ impl Store {
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut delete_chunks = tx.prepare_cached("DELETE FROM chunks WHERE doc_id = ?1").map_err(err)?;
+            let mut delete_memory = tx.prepare_cached("DELETE FROM chunk_memory WHERE doc_id = ?1").map_err(err)?;
+            let mut insert_memory = tx
+                .prepare_cached(
+                    "INSERT INTO chunk_memory (doc_id, seq, rcc_sha256, slots, memory) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err)?;
             let mut upsert_document = tx
                 .prepare_cached(
                     "INSERT INTO documents (doc_id, source, content_sha256, n_bytes, n_tokens, n_chunks, model_id)
@@ -236,6 +252,7 @@ impl Store {
                 .map_err(err)?;
             for document in documents {
                 delete_chunks.execute([&document.doc_id]).map_err(err)?;
+                delete_memory.execute([&document.doc_id]).map_err(err)?;
                 upsert_document
                     .execute(params![
                         document.doc_id,
@@ -260,6 +277,17 @@ impl Store {
                             vector::to_blob(&chunk.vector)
                         ])
                         .map_err(err)?;
+                    if let Some(memory) = &chunk.memory {
+                        insert_memory
+                            .execute(params![
+                                document.doc_id,
+                                chunk.seq as i64,
+                                memory.rcc_sha256,
+                                memory.slots as i64,
+                                memory.blob
+                            ])
+                            .map_err(err)?;
+                    }
                 }
             }
         }
@@ -380,6 +408,57 @@ impl<'c> Reader<'c> {
         Ok(stored)
     }
 
+    /// The RCC memory of `document`'s chunks `seqs` (stored BLOBs, checked against `rcc_sha256`).
+    /// A database written before RCC existed has no `chunk_memory` table: that is "no memory" too.
+    pub fn memory(&self, document: &DocumentRow, seqs: &[usize], rcc_sha256: &str) -> Result<Vec<(usize, Vec<u8>)>> {
+        let missing =
+            |detail: String| Error::MemoryMissing { doc_id: document.doc_id.clone(), db: self.path.clone(), detail };
+        let has_table: bool = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'chunk_memory'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| self.err(e))?
+            > 0;
+        if !has_table {
+            return Err(missing(" (the database predates RCC)".into()));
+        }
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT rcc_sha256, slots, memory FROM chunk_memory WHERE doc_id = ?1 AND seq = ?2")
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            let row: Option<(String, i64, Vec<u8>)> = statement
+                .query_row(params![document.doc_id, seq as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+                .map_err(|e| self.corrupt(e))?;
+            match row {
+                None => return Err(missing(format!(" for chunk {seq}"))),
+                Some((stored, _, _)) if stored != rcc_sha256 => {
+                    return Err(missing(format!(
+                    " from the loaded RCC encoder (chunk {seq} has memory of RCC encoder {stored}, the loaded one is \
+                         {rcc_sha256})"
+                )))
+                }
+                Some((_, slots, blob)) => out.push((slots.max(0) as usize, blob)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether every chunk of `doc_id` has memory of RCC encoder `rcc_sha256` (compress skips it then).
+    pub fn has_memory(&self, doc_id: &str, rcc_sha256: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM chunks WHERE doc_id = ?1)
+                      = (SELECT count(*) FROM chunk_memory WHERE doc_id = ?1 AND rcc_sha256 = ?2)",
+                params![doc_id, rcc_sha256],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// The one encoder configuration the database's documents use (export needs exactly one).
     pub fn encoder_info(&self) -> Result<EncoderInfo> {
         let mut statement = self
@@ -418,8 +497,10 @@ impl<'c> Reader<'c> {
         let mut statement = self
             .conn
             .prepare_cached(
-                "SELECT seq, text, token_start, token_end, byte_start, byte_end, vector FROM chunks
-                 WHERE doc_id = ?1 ORDER BY seq",
+                "SELECT c.seq, c.text, c.token_start, c.token_end, c.byte_start, c.byte_end, c.vector,
+                        m.rcc_sha256, m.slots, m.memory
+                 FROM chunks c LEFT JOIN chunk_memory m ON m.doc_id = c.doc_id AND m.seq = c.seq
+                 WHERE c.doc_id = ?1 ORDER BY c.seq",
             )
             .map_err(|e| self.err(e))?;
         let chunks = statement
@@ -429,11 +510,17 @@ impl<'c> Reader<'c> {
                     r.get::<_, String>(1)?,
                     [r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?, r.get::<_, i64>(5)?],
                     r.get::<_, Vec<u8>>(6)?,
+                    match r.get::<_, Option<String>>(7)? {
+                        Some(rcc_sha256) => {
+                            Some(StoredMemory { rcc_sha256, slots: r.get::<_, i64>(8)? as usize, blob: r.get(9)? })
+                        }
+                        None => None,
+                    },
                 ))
             })
             .map_err(|e| self.err(e))?
             .map(|r| {
-                let (seq, text, span, blob) = r.map_err(|e| self.err(e))?;
+                let (seq, text, span, blob, memory) = r.map_err(|e| self.err(e))?;
                 Ok(NewChunk {
                     seq,
                     text,
@@ -443,6 +530,7 @@ impl<'c> Reader<'c> {
                     byte_end: span[3] as usize,
                     vector: vector::from_blob(&blob, row.dim)
                         .map_err(|e| self.err(format!("document `{doc_id}` chunk {seq}: {e}")))?,
+                    memory,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

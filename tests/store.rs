@@ -21,6 +21,7 @@ fn document(doc_id: &str, texts: &[&str], seed: f32) -> NewDocument {
                 byte_start: offset,
                 byte_end: offset + text.len(),
                 vector: vec![seed, seq as f32, -1.5e-7],
+                memory: None,
             };
             offset += text.len();
             chunk

@@ -122,3 +122,18 @@ def lora_fingerprint(base_fingerprint: str, lora_sha256: str) -> str:
     """The fingerprint of a decoder with a LoRA merged in: the base decoder's and the LoRA file's
     hashes, hashed together. An adapter trained with that LoRA names this fingerprint."""
     return hashlib.sha256(f"{base_fingerprint}+lora:{lora_sha256}".encode()).hexdigest()
+
+
+# RCC (e2llm_offline.rcc; src/rcc.rs mirrors these): a chunk is cut to this many decoder tokens before
+# encoding, and keeps the keys and values of every `ratio`-th position and of the last one.
+RCC_MAX_SEGMENT_TOKENS = 256
+
+
+def rcc_slot_positions(n: int, ratio: int) -> list[int]:
+    """Positions whose keys and values a chunk of `n` tokens keeps: every `ratio`-th and the last."""
+    return [min((j + 1) * ratio, n) - 1 for j in range(-(-n // ratio))] if n else []
+
+
+def rcc_fingerprint(decoder_fingerprint: str, lora_sha256: str, ratio: int) -> str:
+    """The RCC encoder's identity: the decoder it was trained for, its LoRA file ("base": none) and ratio."""
+    return hashlib.sha256(f"{decoder_fingerprint}+rcc:{lora_sha256}:ratio={ratio}".encode()).hexdigest()

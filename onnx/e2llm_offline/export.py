@@ -29,8 +29,10 @@ from . import FORMAT_VERSION
 from .adapter import build_adapter, load_adapter_weights
 from .common import (DECODER_DISTRIBUTION, ENCODER_DISTRIBUTION, atomic_write_text, default_decoder_gguf,
                      default_encoder_dir, distribution_version, lora_fingerprint, save_onnx, sha256_file,
+                     RCC_MAX_SEGMENT_TOKENS, rcc_fingerprint,
                      sha256_of)
-from .decoder import DecoderCheckpoint, build_decoder, build_embed, load_gguf, load_hf, load_lora, with_lora
+from .decoder import (DecoderCheckpoint, build_decoder, build_embed, load_gguf, load_hf, load_lora, rope_inv_freq,
+                      with_lora)
 from .encoder import build_encoder, encoder_tokenizer_json, load_encoder_config, pooling_mode
 from .graph import check
 from .reference import ReferenceDecoder, ReferenceEncoder
@@ -40,6 +42,7 @@ ONNX_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_PROMPT = ONNX_DIR / "prompt.json"
 DEFAULT_ADAPTER = ONNX_DIR / "adapter" / "adapter.safetensors"
 DEFAULT_LORA = ONNX_DIR / "adapter" / "lora.safetensors"
+DEFAULT_RCC = ONNX_DIR / "rcc" / "lora.safetensors"
 GOLDEN_NEW_TOKENS = 16
 
 # Varied sentences for the encoder golden set: casing, punctuation, numbers, unicode, code, a long one.
@@ -109,7 +112,8 @@ def _format_floats(values: np.ndarray) -> list[float]:
 
 def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encoder_dir: Path | None,
            adapter_path: Path | None, prompt_path: Path, name: str | None = None, golden: bool = True,
-           fp16: Sequence[str] = (), lora_path: Path | None = None) -> dict:
+           fp16: Sequence[str] = (), lora_path: Path | None = None, rcc_path: Path | str | None = None,
+           rcc_ratio: int | None = None) -> dict:
     progress = Progress(time.monotonic())
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
@@ -220,6 +224,13 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
     gc.collect()
     write_text("decoder_tokenizer.json", decoder_tokenizer)
 
+    # RCC encoder: the decoder with the RCC LoRA merged (e2llm_offline.rcc) -------------------------
+    rcc_paths, rcc_entry = export_rcc(rcc_path, rcc_ratio, ckpt, decoder_fingerprint, out, progress)
+    if rcc_entry:
+        record(rcc_paths)
+    elif (out / "rcc_encoder.onnx").exists():
+        (out / "rcc_encoder.onnx").unlink()
+
     # Adapter ---------------------------------------------------------------------------------------
     adapter_entry = None
     stale_adapter = out / "adapter.onnx"
@@ -260,6 +271,7 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
             **({"fp16_file": variants["decoder.onnx"]} if "decoder.onnx" in variants else {}),
         },
         "adapter": adapter_entry,
+        **({"rcc": rcc_entry} if rcc_entry else {}),
         "prompt": prompt,
         "files": dict(sorted(files.items())),
     }
@@ -308,6 +320,37 @@ def write_golden(out: Path, write_text, progress: Progress, encoder_tokenizer: s
     write_text("golden.json", json.dumps(golden, ensure_ascii=False, indent=1))
 
 
+def export_rcc(rcc_path: Path | str | None, ratio: int | None, ckpt: DecoderCheckpoint, decoder_fingerprint: str,
+               out: Path, progress) -> tuple[list[Path], dict | None]:
+    """rcc_encoder.onnx and its manifest entry, from trained RCC LoRA weights, or from none at all when
+    `rcc_path` is "base" (the untrained baseline: the decoder's own keys and values, subsampled)."""
+    if rcc_path is None or (str(rcc_path) != "base" and not Path(rcc_path).is_file()):
+        progress(f"no RCC weights at {rcc_path}: rcc_encoder.onnx not written")
+        return [], None
+    rcc_ckpt, source = ckpt, "untrained (the decoder itself)"
+    if str(rcc_path) == "base":
+        ratio, lora_sha = ratio or 32, "base"
+    else:
+        deltas, meta = load_lora(Path(rcc_path))
+        if meta.get("decoder_fingerprint") != decoder_fingerprint:
+            progress(f"WARNING: {rcc_path} was trained for decoder {meta.get('decoder_fingerprint', '?')[:12]}…, "
+                     f"not this one ({decoder_fingerprint[:12]}…): rcc_encoder.onnx not written")
+            return [], None
+        ratio = ratio or int(meta["ratio"])
+        lora_sha = sha256_file(Path(rcc_path))
+        rcc_ckpt = with_lora(ckpt, deltas)
+        source = f"{Path(rcc_path).name} (sha256 {lora_sha[:12]}…, {meta.get('source', '')})"
+    progress(f"RCC encoder: {source}, ratio {ratio}")
+    model = build_decoder(rcc_ckpt, progress=progress)
+    paths = save_onnx(model, out / "rcc_encoder.onnx")
+    del model
+    gc.collect()
+    return paths, {"file": "rcc_encoder.onnx", "ratio": ratio, "max_segment_tokens": RCC_MAX_SEGMENT_TOKENS,
+            "rope_inv_freq": [float(v) for v in rope_inv_freq(ckpt.config)],
+            "fingerprint": rcc_fingerprint(decoder_fingerprint, lora_sha, ratio),
+            "decoder_fingerprint": decoder_fingerprint, "source": source}
+
+
 def export_adapter(path: Path, out: Path, encoder_dim: int, hidden: int, encoder_fingerprint: str,
                    decoder_fingerprint: str, progress: Progress) -> dict | None:
     """adapter.onnx and its manifest entry. The safetensors metadata must name the fingerprints of the
@@ -342,6 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lora", type=Path, default=DEFAULT_LORA,
                         help="decoder LoRA safetensors merged into decoder.onnx (default: "
                              "onnx/adapter/lora.safetensors, used if present)")
+    parser.add_argument("--rcc", default=str(DEFAULT_RCC),
+                        help="RCC encoder LoRA (default onnx/rcc/lora.safetensors, used if present; "
+                             "`base`: the untrained baseline)")
+    parser.add_argument("--rcc-ratio", type=int, help="override the RCC compression ratio (tokens per slot)")
     parser.add_argument("--prompt", type=Path, default=DEFAULT_PROMPT, help="prompt template JSON")
     parser.add_argument("--name", help="name recorded in the manifest (default: the --out folder name)")
     parser.add_argument("--fp16", nargs="*", choices=("encoder", "decoder"), metavar="PART",
@@ -353,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     export(args.out, args.decoder_gguf, args.decoder_hf, args.encoder_dir, args.adapter, args.prompt, args.name,
            golden=not args.no_golden, fp16=() if args.fp16 is None else args.fp16 or ("encoder", "decoder"),
-           lora_path=args.lora)
+           lora_path=args.lora, rcc_path=args.rcc, rcc_ratio=args.rcc_ratio)
     print(f"export finished in {time.monotonic() - started:.1f}s", flush=True)
     return 0
 

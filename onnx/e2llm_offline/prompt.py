@@ -9,7 +9,9 @@ where CONTEXT depends on the mode (question-only has no context block at all):
 - ``compressed``: the soft tokens (one per chunk vector, pooled down to ``max_soft_tokens``);
 - ``rag``: the retrieved chunks' trimmed texts joined by ``chunk_separator``, tokenised as one piece;
 - ``hybrid``: the soft tokens, then ``chunk_separator`` + the retrieved texts as in ``rag``;
-- ``full``: the document's chunk texts concatenated, tokenised as one piece and cut to the budget.
+- ``full``: the document's chunk texts concatenated, tokenised as one piece and cut to the budget;
+- ``rcc``: no context block: the question-only prompt, behind the chunks' RCC memory, which sits in the
+  KV cache at positions 0..M-1 (``Prompt.memory_slots``; e2llm_offline.rcc).
 
 Each text piece is tokenised on its own (no special tokens added), as the Rust decoder does.
 ``tests/python/test_prompt_parity.py`` runs `e2llm ask --json --show-prompt` and checks this builder
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MODES = ("question-only", "compressed", "hybrid", "rag", "full")
+RCC_MODE = "rcc"  # trained by e2llm_offline.rcc, not with the adapter
 # Mirrors of the constants in src/ask.rs (the parity test fails if they drift).
 MAX_QUESTION_TOKENS = 512
 QUESTION_RESERVE = 128
@@ -56,13 +59,14 @@ class Prompt:
     ids: list[int]
     soft_at: int = 0
     soft_tokens: int = 0
+    memory_slots: int = 0  # RCC memory positions in front of `ids`
     # Positions (in the final sequence, soft tokens included) of the question-independent prefix that
     # the prefix cache keeps; informative only.
     pieces: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def length(self) -> int:
-        return len(self.ids) + self.soft_tokens
+        return len(self.ids) + self.soft_tokens + self.memory_slots
 
 
 class PromptBuilder:
@@ -94,6 +98,10 @@ class PromptBuilder:
         """The prompt of `mode` and the pooled chunk vectors its soft tokens come from (None without).
         `texts`/`vectors` are the document's chunks; `selected` the retrieved chunk indices (rag, hybrid),
         in document order. `max_context_tokens` lowers the budget (training's cost cap)."""
+        if mode == RCC_MODE:
+            # The memory's slot count comes from the stored chunks; the token ids are question-only's.
+            prompt, _ = self.build("question-only", question, max_new_tokens=max_new_tokens)
+            return prompt, None
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r} (expected one of {', '.join(MODES)})")
         t = self.t

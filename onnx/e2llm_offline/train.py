@@ -113,15 +113,25 @@ class FrozenDecoder(torch.nn.Module):
         self.layers = [{k: move(v) for k, v in layer.items()} for layer in self.layers]
         return self
 
-    def forward(self, embeds: torch.Tensor, lora: LoRA | None = None) -> torch.Tensor:
+    def forward(self, embeds: torch.Tensor, lora: LoRA | None = None, memory: list | None = None,
+                keep: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, list]:
+        """Final hidden states of `embeds` [b, n, hidden].
+
+        `memory` (RCC): per layer (keys before rotary, values), each [b, kv_heads, m, head_dim], placed
+        at positions 0..m-1 in front of `embeds` (which then start at position m) — as the runtime
+        places them in the KV cache. `keep`: position indices whose per-layer (keys before rotary,
+        values) are returned too, as `(hidden, kept)` — what the RCC encoder keeps of a segment."""
         b, n, _ = embeds.shape
         c = self.c
-        angles = torch.arange(n, dtype=torch.float32, device=embeds.device)[:, None] * self.inv_freq[None, :]
+        m = memory[0][0].shape[2] if memory else 0
+        angles = torch.arange(m + n, dtype=torch.float32, device=embeds.device)[:, None] * self.inv_freq[None, :]
         cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)
 
-        def rotate(x: torch.Tensor) -> torch.Tensor:
+        def rotate(x: torch.Tensor, start: int) -> torch.Tensor:
             half = x.shape[-1] // 2
-            return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
+            length = x.shape[2]
+            return (x * cos[start:start + length]
+                    + torch.cat([-x[..., half:], x[..., :half]], -1) * sin[start:start + length])
 
         def linear(i: int, w: dict, target: str, h: torch.Tensor) -> torch.Tensor:
             module = LINEARS[target]
@@ -129,20 +139,32 @@ class FrozenDecoder(torch.nn.Module):
             extra = lora.delta(i, target, h) if lora is not None else None
             return y if extra is None else y + extra
 
+        # With memory, every prompt position sees all memory positions and the prompt causally.
+        mask = None
+        if m:
+            mask = torch.ones(n, m + n, dtype=torch.bool, device=embeds.device).tril(diagonal=m)
+        kept = []
         x = embeds
         for i, w in enumerate(self.layers):
             h = self.rms(x, w["input_layernorm.weight"])
             q, k, v = (linear(i, w, t, h) for t in ("q_proj", "k_proj", "v_proj"))
-            q = rotate(q.view(b, n, c.heads, c.head_dim).transpose(1, 2))
-            k = rotate(k.view(b, n, c.kv_heads, c.head_dim).transpose(1, 2))
+            q = rotate(q.view(b, n, c.heads, c.head_dim).transpose(1, 2), m)
+            k = k.view(b, n, c.kv_heads, c.head_dim).transpose(1, 2)
             v = v.view(b, n, c.kv_heads, c.head_dim).transpose(1, 2)
+            if keep is not None:
+                kept.append((k[:, :, keep], v[:, :, keep]))
+            k = rotate(k, m)
+            if m:
+                k = torch.cat([rotate(memory[i][0], 0), k], 2)
+                v = torch.cat([memory[i][1], v], 2)
             groups = c.heads // c.kv_heads
             k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
-            attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
             x = x + linear(i, w, "o_proj", attn.transpose(1, 2).reshape(b, n, -1))
             h = self.rms(x, w["post_attention_layernorm.weight"])
             x = x + linear(i, w, "down_proj", F.silu(linear(i, w, "gate_proj", h)) * linear(i, w, "up_proj", h))
-        return self.rms(x, self.norm)
+        hidden = self.rms(x, self.norm)
+        return (hidden, kept) if keep is not None else hidden
 
 
 class Adapter(torch.nn.Module):

@@ -13,19 +13,19 @@ from tokenizers import Tokenizer
 from conftest import MODELS, ROOT
 
 sys.path.insert(0, str(ROOT / "onnx"))
-from e2llm_offline.prompt import MODES, PromptBuilder  # noqa: E402
+from e2llm_offline.prompt import MODES, RCC_MODE, PromptBuilder  # noqa: E402
 
 QUESTIONS = ["Which Congress is Roosevelt addressing?", "What are the four freedoms?"]
 
 
 def flatten(parts: list[dict]) -> tuple[list[int], list[tuple[int, int]]]:
-    """Token ids, and (position among the ids, count) of each run of soft tokens."""
+    """Token ids, and (position among the ids, count) of each run of soft tokens (or memory slots)."""
     ids, soft = [], []
     for part in parts:
         if "tokens" in part:
             ids += part["tokens"]
         else:
-            soft.append((len(ids), part["soft_tokens"]))
+            soft.append((len(ids), part.get("soft_tokens", part.get("memory"))))
     return ids, soft
 
 
@@ -56,3 +56,28 @@ def test_python_builder_matches_ask(e2llm, corpus_db, mode):
         assert answer["prompt_tokens"] == prompt.length
         if mode in ("rag", "hybrid"):
             assert answer["chunks"], "retrieval chose no chunks"
+
+
+def test_rcc_prompt_is_memory_then_the_question_only_prompt(e2llm, tmp_path):
+    """rcc: the chunks' memory (one slot per 32 decoder tokens of each chunk) in front of exactly the
+    token ids that training puts behind it."""
+    manifest = json.loads((MODELS / "manifest.json").read_text())
+    assert manifest.get("rcc"), f"{MODELS} has no RCC encoder: run `make setup` (onnx/rcc/lora.safetensors)"
+    tokenizer = Tokenizer.from_file(str(MODELS / manifest["decoder"]["tokenizer"]))
+    builder = PromptBuilder(tokenizer, manifest["prompt"], manifest["decoder"]["context_length"])
+    text = (ROOT / "examples" / "sotu" / "1941-Roosevelt-1.txt").read_text()[:3000]
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "doc.txt").write_text(text)
+    db = tmp_path / "rcc.db"
+    e2llm("compress", "--db", db, "--rcc", tmp_path / "src")
+    question = QUESTIONS[0]
+    answer = json.loads(e2llm("ask", "--db", db, "--doc", "doc.txt", "--mode", "rcc", "--json", "--show-prompt",
+                              "--max-new-tokens", "1", question).stdout)
+    rust_ids, memory = flatten(answer["prompt"])
+    prompt, _ = builder.build(RCC_MODE, question, max_new_tokens=1)
+    assert rust_ids == prompt.ids
+    texts = [t for (t,) in sqlite3.connect(db).execute("SELECT text FROM chunks ORDER BY seq")]
+    ratio, cut = manifest["rcc"]["ratio"], manifest["rcc"]["max_segment_tokens"]
+    slots = sum(-(-min(len(builder.ids_uncached(t)), cut) // ratio) for t in texts)
+    assert memory == [(0, slots)]
+    assert answer["prompt_tokens"] == len(prompt.ids) + slots
