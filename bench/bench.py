@@ -193,7 +193,8 @@ def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int,
     doc = workdir / f"doc{target_tokens}.txt"
     doc.write_text(text)
     db = workdir / f"ask{target_tokens}.db"
-    summary, _ = run_json(["compress", "--db", str(db), str(doc), "--json"])
+    # rcc reads each chunk's memory: compressed with --rcc when it is asked for.
+    summary, _ = run_json(["compress", "--db", str(db), str(doc), "--json", *(["--rcc"] if "rcc" in modes else [])])
     question = "What did the president say about the budget?"
     out = {"encoder_tokens": summary["tokens"], "chunks": summary["chunks"], "modes": {}}
     for mode in modes:
@@ -217,7 +218,7 @@ def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int,
             "ttft_spread": [min(s["ttft_ms"] for s in ok), max(s["ttft_ms"] for s in ok)]}
     # A second, different question about the same document in the same process (prefix KV cache).
     out["repeat"] = {}
-    for mode in [m for m in ("compressed", "hybrid", "full") if repeat and m in modes and "error" not in out["modes"][m]]:
+    for mode in [m for m in ("compressed", "hybrid", "full", "rcc") if repeat and m in modes and "error" not in out["modes"][m]]:
         firsts, seconds, hits = [], [], []
         for _ in range(runs):
             answers, _ = run_json_many(["ask", "--db", str(db), "--doc", str(doc), "--mode", mode, "--json",

@@ -38,8 +38,9 @@ pub const DEFAULT_RETRIEVAL: Retrieval = Retrieval::Fused;
 /// reports/niah.md): 64 beat 256 and one-per-chunk on both.
 pub const DEFAULT_MAX_SOFT_TOKENS: usize = 64;
 /// `rcc` reads the memory of all of a document's chunks up to this many; beyond, of this many chosen
-/// by retrieval (as `top_k` for rag), in document order. RCC training used 8.
-pub const DEFAULT_MEMORY_CHUNKS: usize = 8;
+/// by retrieval (as `top_k` for rag), in document order: what RCC training does (`memory_chunks` in
+/// onnx/train_configs/rcc-cpu.json).
+pub const DEFAULT_MEMORY_CHUNKS: usize = 4;
 /// Upper bound on `max_new_tokens` (the decoder's window bounds it further).
 pub const MAX_NEW_TOKENS_LIMIT: usize = 4096;
 
@@ -54,33 +55,16 @@ pub enum Mode {
     Rcc,
 }
 
-/// Parses a kebab-case value (`question-only`) from one list of names: clap's, which serde's
-/// `rename_all` and `name` agree with (a unit test checks every variant).
-fn parse_value<T: clap::ValueEnum>(what: &str, value: &str) -> Result<T> {
-    T::from_str(value, false).map_err(|_| {
-        let names: Vec<String> = T::value_variants()
-            .iter()
-            .filter_map(|v| v.to_possible_value())
-            .map(|p| p.get_name().to_string())
-            .collect();
-        Error::Invalid(format!("unknown {what} `{value}` (expected one of {})", names.join(", ")))
-    })
-}
-
-fn value_name<T: clap::ValueEnum>(value: &T) -> String {
-    value.to_possible_value().expect("every variant has a name").get_name().to_string()
-}
-
 impl std::str::FromStr for Mode {
     type Err = Error;
     fn from_str(value: &str) -> Result<Mode> {
-        parse_value("mode", value)
+        crate::error::parse_value("mode", value)
     }
 }
 
 impl Mode {
     pub fn name(self) -> String {
-        value_name(&self)
+        crate::error::value_name(&self)
     }
 
     fn uses_adapter(self) -> bool {
@@ -107,7 +91,7 @@ pub enum Retrieval {
 impl std::str::FromStr for Retrieval {
     type Err = Error;
     fn from_str(value: &str) -> Result<Retrieval> {
-        parse_value("retrieval", value)
+        crate::error::parse_value("retrieval", value)
     }
 }
 

@@ -101,3 +101,22 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
 }
+
+/// Parses a value (`question-only`, `cuda`, `fp16`; case-insensitive, clap's aliases too) from one
+/// list of names: clap's, which serde's `rename_all` and [`value_name`] agree with (unit tests in
+/// `ask.rs` and `runtime.rs` check every variant). The error lists the names.
+pub fn parse_value<T: clap::ValueEnum>(what: &str, value: &str) -> Result<T> {
+    T::from_str(value.trim(), true).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|p| p.get_name().to_string())
+            .collect();
+        Error::Invalid(format!("unknown {what} `{value}` (expected one of {})", names.join(", ")))
+    })
+}
+
+/// The name of a value in [`parse_value`]'s list.
+pub fn value_name<T: clap::ValueEnum>(value: &T) -> String {
+    value.to_possible_value().expect("every variant has a name").get_name().to_string()
+}

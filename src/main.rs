@@ -391,6 +391,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 "decoder": {"source": manifest.decoder.source, "hidden": manifest.decoder.hidden, "layers": manifest.decoder.layers,
                             "context_length": manifest.decoder.context_length, "fingerprint": manifest.decoder.fingerprint},
                 "adapter": manifest.adapter,
+                "rcc": manifest.rcc.as_ref().map(|r| serde_json::json!({"source": r.source, "ratio": r.ratio, "fingerprint": r.fingerprint})),
                 "files": manifest.files,
                 "verified": verify,
                 "database": stats,
@@ -430,13 +431,17 @@ fn run(command: Command) -> Result<ExitCode> {
                     }
                     None => println!("adapter     none (compressed and hybrid modes unavailable)"),
                 }
+                match &manifest.rcc {
+                    Some(rcc) => println!("rcc         {} (1 memory slot per {} tokens)", rcc.source, rcc.ratio),
+                    None => println!("rcc         none (compress --rcc and mode rcc unavailable)"),
+                }
                 if verify {
                     println!("files       {} verified (sha256)", manifest.files.len());
                 }
                 if let Some(stats) = stats {
                     println!(
-                        "database    {} documents, {} chunks, {} text bytes, {} vector bytes, {} file bytes",
-                        stats.documents, stats.chunks, stats.text_bytes, stats.vector_bytes, stats.file_bytes
+                        "database    {} documents, {} chunks, {} text bytes, {} vector bytes, {} RCC memory bytes, {} file bytes",
+                        stats.documents, stats.chunks, stats.text_bytes, stats.vector_bytes, stats.memory_bytes, stats.file_bytes
                     );
                 }
                 for id in doc_ids.unwrap_or_default() {

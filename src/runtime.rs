@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 pub enum Device {
     #[default]
     Cpu,
+    #[value(alias = "gpu")]
     Cuda,
     Auto,
 }
@@ -31,12 +32,11 @@ impl Device {
         }
     }
 
+    /// The names clap takes for `--device` (one list: `E2LLM_DEVICE` in SQL reads the same); empty is CPU.
     pub fn parse(value: &str) -> Result<Device> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "cpu" | "" => Ok(Device::Cpu),
-            "cuda" | "gpu" => Ok(Device::Cuda),
-            "auto" => Ok(Device::Auto),
-            other => Err(Error::Invalid(format!("unknown device `{other}` (expected cpu, cuda or auto)"))),
+        match value.trim() {
+            "" => Ok(Device::Cpu),
+            value => crate::error::parse_value("device", value),
         }
     }
 }
@@ -49,7 +49,9 @@ impl Device {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
+    #[value(alias = "float32")]
     Fp32,
+    #[value(alias = "float16")]
     Fp16,
     #[default]
     Auto,
@@ -64,12 +66,11 @@ impl Precision {
         }
     }
 
+    /// The names clap takes for `--precision` (`E2LLM_PRECISION` reads the same); empty is auto.
     pub fn parse(value: &str) -> Result<Precision> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "auto" | "" => Ok(Precision::Auto),
-            "fp32" | "float32" => Ok(Precision::Fp32),
-            "fp16" | "float16" => Ok(Precision::Fp16),
-            other => Err(Error::Invalid(format!("unknown precision `{other}` (expected fp32, fp16 or auto)"))),
+        match value.trim() {
+            "" => Ok(Precision::Auto),
+            value => crate::error::parse_value("precision", value),
         }
     }
 
@@ -87,11 +88,7 @@ impl Precision {
 
 impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Precision::Fp32 => "fp32",
-            Precision::Fp16 => "fp16",
-            Precision::Auto => "auto",
-        })
+        f.write_str(&crate::error::value_name(self))
     }
 }
 
@@ -253,4 +250,28 @@ pub fn model_session(
 /// Number of CPU cores available to this process.
 pub fn available_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_and_precision_names_come_from_one_list() {
+        use clap::ValueEnum;
+        for device in Device::value_variants() {
+            let name = crate::error::value_name(device);
+            assert_eq!(Device::parse(&name).unwrap(), *device);
+            assert_eq!(serde_json::to_value(device).unwrap(), serde_json::json!(name));
+        }
+        for precision in Precision::value_variants() {
+            assert_eq!(Precision::parse(&precision.to_string()).unwrap(), *precision);
+        }
+        assert_eq!(Device::parse(" GPU ").unwrap(), Device::Cuda);
+        assert_eq!(Device::parse("").unwrap(), Device::Cpu);
+        assert_eq!(Precision::parse("float16").unwrap(), Precision::Fp16);
+        assert_eq!(Precision::parse("").unwrap(), Precision::Auto);
+        let err = Device::parse("tpu").unwrap_err().to_string();
+        assert!(err.contains("unknown device `tpu`") && err.contains("cpu, cuda, auto"), "{err}");
+    }
 }

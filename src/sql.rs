@@ -231,6 +231,8 @@ mod tests {
         assert_eq!(parse_options(None).unwrap().mode, Mode::Rag);
         assert!(parse_options(None).unwrap().stop_at_newline, "answers stop at the end of their line by default");
         assert!(!parse_options(Some(r#"{"multiline":true}"#)).unwrap().stop_at_newline);
+        let rcc = parse_options(Some(r#"{"mode":"rcc","memory_chunks":6}"#)).unwrap();
+        assert_eq!((rcc.mode, rcc.memory_chunks), (Mode::Rcc, 6));
         for bad in [
             r#"{"multiline":"yes"}"#,
             r#"{"extractive":true,"mode":"compressed"}"#,
@@ -243,6 +245,9 @@ mod tests {
             r#"{"max_new_tokens":1e9}"#,
             r#"{"max_new_tokens":100000}"#,
             r#"{"top_k":0}"#,
+            r#"{"mode":"rcc","memory_chunks":0}"#,
+            r#"{"mode":"rcc","memory_chunks":"all"}"#,
+            r#"{"mode":"rcc","extractive":true}"#,
             r#"{"colour":"red"}"#,
         ] {
             assert!(parse_options(Some(bad)).is_err(), "accepted {bad}");

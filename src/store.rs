@@ -82,6 +82,8 @@ pub struct Stats {
     pub chunks: u64,
     pub text_bytes: u64,
     pub vector_bytes: u64,
+    /// RCC memory (`chunk_memory`), 0 without.
+    pub memory_bytes: u64,
     pub file_bytes: u64,
     pub encoders: Vec<String>,
 }
@@ -561,6 +563,11 @@ impl<'c> Reader<'c> {
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
             )
             .map_err(|e| self.corrupt(e))?;
+        // A database older than RCC may lack the table (read-only opens do not add it).
+        let memory_bytes: i64 = self
+            .conn
+            .query_row("SELECT coalesce(sum(length(memory)), 0) FROM chunk_memory", [], |r| r.get(0))
+            .unwrap_or(0);
         let page_count: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).map_err(|e| self.err(e))?;
         let page_size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(|e| self.err(e))?;
         Ok(Stats {
@@ -568,6 +575,7 @@ impl<'c> Reader<'c> {
             chunks: chunks as u64,
             text_bytes: text_bytes as u64,
             vector_bytes: vector_bytes as u64,
+            memory_bytes: memory_bytes as u64,
             file_bytes: (page_count * page_size) as u64,
             encoders: self.encoders()?,
         })

@@ -137,11 +137,14 @@ fn readers_keep_working_while_a_batch_writes() {
             break;
         }
     }
-    if !writer_done {
-        writer.kill().unwrap();
-    }
-    let status = writer.wait().unwrap();
-    assert!(writer_done && status.success(), "the writer did not finish in time or failed");
+    // Reading stops after two minutes; the write itself may take longer on a loaded machine (what is
+    // tested is that reads work while it runs, not its speed): it must finish, and succeed.
+    let status = if writer_done {
+        writer.wait().unwrap()
+    } else {
+        common::output_within(writer, Duration::from_secs(900)).status
+    };
+    assert!(status.success(), "the writer failed");
     assert!(reads >= 2, "only {reads} reads overlapped the write");
     assert_eq!(assert_consistent(&db), 1 + 3 * std::fs::read_dir(common::examples_dir()).unwrap().count());
 }

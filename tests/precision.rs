@@ -33,7 +33,7 @@ fn auto_runs_fp16_only_under_cuda_with_a_variant() {
     assert_eq!(Precision::parse(" FP16 ").unwrap(), Fp16);
     assert_eq!(Precision::parse("float32").unwrap(), Fp32);
     assert_eq!(Precision::parse("").unwrap(), Auto);
-    assert!(Precision::parse("int8").unwrap_err().to_string().contains("fp32, fp16 or auto"));
+    assert!(Precision::parse("int8").unwrap_err().to_string().contains("fp32, fp16, auto"));
 }
 
 /// A models directory of links to the default models' files, with its own manifest.json from which

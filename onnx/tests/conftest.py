@@ -12,8 +12,8 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from e2llm_offline.common import MissingModelPackage, default_decoder_gguf, default_encoder_dir
-from e2llm_offline.decoder import load_gguf
+from e2llm_offline.common import MissingModelPackage, default_decoder_gguf, default_encoder_dir, sha256_file
+from e2llm_offline.decoder import load_gguf, load_lora, with_lora
 from e2llm_offline.export import DEFAULT_PROMPT, export
 from e2llm_offline.reference import ReferenceDecoder, ReferenceEncoder
 from helpers import session
@@ -63,9 +63,16 @@ def reference_encoder(encoder_dir: Path) -> ReferenceEncoder:
 
 
 @pytest.fixture(scope="session")
-def reference_decoder(decoder_gguf: Path) -> ReferenceDecoder:
+def reference_decoder(decoder_gguf: Path, manifest: dict) -> ReferenceDecoder:
     # llama.cpp's own rotary layout (Q/K rows as stored in the GGUF): checks the graph's un-permutation.
-    return ReferenceDecoder(load_gguf(decoder_gguf, unpermute=False))
+    # With the LoRA the export merged (onnx/adapter/, the same file by its sha256), as decoder.onnx has it.
+    ckpt = load_gguf(decoder_gguf, unpermute=False)
+    lora = manifest["decoder"].get("lora")
+    if lora:
+        path = PROJECT / "onnx" / "adapter" / lora["file"]
+        assert sha256_file(path) == lora["sha256"], f"{path} is not the LoRA in the models: re-run `make setup`"
+        ckpt = with_lora(ckpt, load_lora(path)[0])
+    return ReferenceDecoder(ckpt)
 
 
 @pytest.fixture(scope="session")
