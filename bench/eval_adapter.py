@@ -161,6 +161,27 @@ def main() -> None:
     print((args.out / "adapter_eval.md").read_text())
 
 
+def bootstrap_lines(bootstrap: dict) -> list[str]:
+    """A Markdown table of paired bootstrap results ({comparison: {metric: paired_bootstrap(...)}})."""
+    lines = ["Paired bootstrap over questions (10,000 resamples): mean difference, 95% interval, and the share of "
+             "resamples where the first mode is not better.", "",
+             "| comparison | metric | mean difference | 95% interval | P(not better) |", "|---|---|---|---|---|"]
+    for name, metrics in bootstrap.items():
+        for key, b in metrics.items():
+            lines.append(f"| {name} | {key} | {b['mean_difference']:+.3f} | [{b['ci95'][0]:+.3f}, {b['ci95'][1]:+.3f}] | "
+                         f"{b['p_not_better']:.3f} |")
+    return lines
+
+
+def example_lines(report: dict) -> list[str]:
+    """Markdown lines: each example question, its gold answer and every mode's prediction."""
+    lines = []
+    for ex in report.get("examples", []):
+        lines.append(f"- **{ex['question']}** (gold: {ex['answers'][0]})")
+        lines += [f"  - {mode}: {ex[mode]!r}" for mode in report["modes"]]
+    return lines
+
+
 def write_markdown(report: dict, path: Path) -> None:
     lines = ["# Adapter evaluation on held-out HotpotQA", "",
              "`bench/eval_adapter.py`: questions from the committed held-out split "
@@ -180,13 +201,7 @@ def write_markdown(report: dict, path: Path) -> None:
         for mode, s in report["baseline"]["modes"].items():
             lines.append(f"| {mode} | {s['questions']} | {s['exact_match']:.3f} | {s['f1']:.3f} | {s['contained']:.3f} | "
                          f"{s['mean_prompt_tokens']:.0f} | {s['ttft_ms_p50']:.0f} |")
-    lines += ["", "Paired bootstrap over questions (10,000 resamples): mean difference, 95% interval, and the share of "
-              "resamples where the first mode is not better.", "",
-              "| comparison | metric | mean difference | 95% interval | P(not better) |", "|---|---|---|---|---|"]
-    for name, metrics in report.get("bootstrap", {}).items():
-        for key, b in metrics.items():
-            lines.append(f"| {name} | {key} | {b['mean_difference']:+.3f} | [{b['ci95'][0]:+.3f}, {b['ci95'][1]:+.3f}] | "
-                         f"{b['p_not_better']:.3f} |")
+    lines += ["", *bootstrap_lines(report.get("bootstrap", {}))]
     if "reconstruction" in report:
         r = report["reconstruction"]
         lines += ["", "## Reconstruction (understanding task)", "",
@@ -194,11 +209,7 @@ def write_markdown(report: dict, path: Path) -> None:
                   f"token F1 **{r['token_f1']:.3f}** against the original text (exact match {r['exact_match']:.3f}).", ""]
         for ex in r["examples"]:
             lines += [f"- original: {ex['original'][:200]!r}", f"  regenerated: {ex['regenerated'][:200]!r}"]
-    lines += ["", "## Examples", ""]
-    for ex in report.get("examples", []):
-        lines.append(f"- **{ex['question']}** (gold: {ex['answers'][0]})")
-        for mode in report["modes"]:
-            lines.append(f"  - {mode}: {ex[mode]!r}")
+    lines += ["", "## Examples", "", *example_lines(report)]
     path.write_text("\n".join(lines) + "\n")
 
 

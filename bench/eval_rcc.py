@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval_adapter import paired_bootstrap
+from eval_adapter import bootstrap_lines, example_lines, paired_bootstrap
 from runner import ROOT, compress, run_eval
 
 DATA = ROOT / "data" / "train"
@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--modes", nargs="*", default=["rcc", "compressed", "hybrid", "rag"])
     parser.add_argument("--baseline-models", type=Path, help="another models folder's RCC (e.g. the untrained one)")
+    parser.add_argument("--baseline-recon", type=int, help="chunks for the baseline's and compressed mode's "
+                        "reconstruction (default: --recon)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
     args = parser.parse_args()
     report: dict = {"limit": args.limit, "max_new_tokens": args.max_new_tokens, "modes": {}, "reconstruction": []}
@@ -105,12 +107,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.recon:
-            runs = [("rcc", None, "rcc")]
+            others = args.baseline_recon or args.recon
+            runs = [("rcc", None, "rcc", args.recon)]
             if args.baseline_models:
-                runs.append(("rcc", args.baseline_models, "rcc-baseline"))
-            runs.append(("compressed", None, "compressed"))
-            for mode, models, label in runs:
-                report["reconstruction"].append(reconstruction(work, args.recon, mode, models, label))
+                runs.append(("rcc", args.baseline_models, "rcc-baseline", others))
+            runs.append(("compressed", None, "compressed", others))
+            for mode, models, label, count in runs:
+                report["reconstruction"].append(reconstruction(work, count, mode, models, label))
                 print(json.dumps({k: v for k, v in report["reconstruction"][-1].items() if k != "examples"}), flush=True)
         # The held-out documents with their memory (built once, kept beside eval.db).
         rcc_db = DATA / "eval_rcc.db"
@@ -179,17 +182,8 @@ def write_markdown(report: dict, path: Path) -> None:
     for mode, s in report["modes"].items():
         lines.append(f"| {mode} | {s['questions']} | {s['exact_match']:.3f} | {s['f1']:.3f} | {s['contained']:.3f} | "
                      f"{s['mean_prompt_tokens']:.0f} | {s['ttft_ms_p50']:.0f} |")
-    lines += ["", "Paired bootstrap (10,000 resamples): mean difference, 95% interval, P(not better).", "",
-              "| comparison | metric | mean difference | 95% interval | P(not better) |", "|---|---|---|---|---|"]
-    for name, metrics in report.get("bootstrap", {}).items():
-        for key, b in metrics.items():
-            lines.append(f"| {name} | {key} | {b['mean_difference']:+.3f} | [{b['ci95'][0]:+.3f}, {b['ci95'][1]:+.3f}] "
-                         f"| {b['p_not_better']:.3f} |")
-    lines += ["", "## Examples", ""]
-    for ex in report.get("examples", []):
-        lines.append(f"- **{ex['question']}** (gold: {ex['answers'][0]})")
-        for mode in report["modes"]:
-            lines.append(f"  - {mode}: {ex[mode]!r}")
+    lines += ["", *bootstrap_lines(report.get("bootstrap", {}))]
+    lines += ["", "## Examples", "", *example_lines(report)]
     path.write_text("\n".join(lines) + "\n")
 
 

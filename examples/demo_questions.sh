@@ -18,6 +18,8 @@ ask 1790-Washington-1.txt full "Who is being addressed?"
 # The E2LLM modes: one soft token per 128-token chunk (compressed), plus the top-k raw chunks (hybrid).
 ask 1941-Roosevelt-1.txt compressed "What is the first of the four essential human freedoms?"
 ask 1941-Roosevelt-1.txt hybrid "What is the first of the four essential human freedoms?"
+# RCC: each chunk's per-layer memory (keys and values of every 32nd token) in the decoder's KV cache.
+ask 1941-Roosevelt-1.txt rcc "What is the first of the four essential human freedoms?"
 
 if [ -n "$ext" ]; then
     echo "== SQL: SELECT doc_id, e2llm_ask(doc_id, ...) FROM documents"

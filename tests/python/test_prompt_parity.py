@@ -78,6 +78,8 @@ def test_rcc_prompt_is_memory_then_the_question_only_prompt(e2llm, tmp_path):
     assert rust_ids == prompt.ids
     texts = [t for (t,) in sqlite3.connect(db).execute("SELECT text FROM chunks ORDER BY seq")]
     ratio, cut = manifest["rcc"]["ratio"], manifest["rcc"]["max_segment_tokens"]
-    slots = sum(-(-min(len(builder.ids_uncached(t)), cut) // ratio) for t in texts)
+    # The memory of the chunks `ask` chose (all of them up to --memory-chunks, else the best by retrieval).
+    assert answer["chunks"] and set(answer["chunks"]) <= set(range(len(texts)))
+    slots = sum(-(-min(len(builder.ids_uncached(texts[i])), cut) // ratio) for i in answer["chunks"])
     assert memory == [(0, slots)]
     assert answer["prompt_tokens"] == len(prompt.ids) + slots
