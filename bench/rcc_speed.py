@@ -21,10 +21,10 @@ from bench import bench_ask, progress, run_json, speeches
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def compress_costs(work: Path, runs: int) -> dict:
-    """The same 10 addresses compressed with and without --rcc (fresh databases, `runs` each)."""
+def compress_costs(work: Path, runs: int, count: int) -> dict:
+    """The same `count` addresses compressed with and without --rcc (fresh databases, `runs` each)."""
     corpus = work / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"id": n, "text": t}) + "\n" for n, t in speeches(10, skip=100)))
+    corpus.write_text("".join(json.dumps({"id": n, "text": t}) + "\n" for n, t in speeches(count, skip=100)))
     out = {}
     for label, extra in (("vectors", []), ("rcc", ["--rcc"])):
         rates = []
@@ -48,19 +48,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, nargs="*", default=[8000, 32000, 128000])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--speeches", type=int, default=2, help="addresses compressed with and without --rcc")
     parser.add_argument("--modes", nargs="*", default=["rcc", "compressed", "hybrid"])
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
     args = parser.parse_args()
     report = {"runs": args.runs}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        report["compress"] = compress_costs(work, args.runs)
+        report["compress"] = compress_costs(work, args.runs, args.speeches)
         report["ask"] = {str(n): bench_ask(work, n, args.modes, args.runs, repeat=True) for n in args.tokens}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rcc_speed.json").write_text(json.dumps(report, indent=2))
     c = report["compress"]
     lines = ["# RCC costs", "", f"`bench/rcc_speed.py --runs {args.runs}`, 2 threads, one run of the script (side by side).", "",
-             "## Compress (10 State of the Union addresses)", "",
+             f"## Compress ({args.speeches} State of the Union addresses, {c['rcc']['chunks']} chunks)", "",
              "| | chunks/s (median) | text B/token | vector B/token | RCC memory B/token | peak RSS (MiB) |", "|---|---|---|---|---|---|"]
     for label in ("vectors", "rcc"):
         r = c[label]
