@@ -96,7 +96,7 @@ sqlite3-shell:
 demo: setup ext sqlite3-shell
 	mkdir -p data
 	$(BIN) compress --db $(DEMO_DB) examples/sotu
-	# RCC memory for one address (the RCC encoder is the 135M decoder: ~4 chunks/s on 2 cores).
+	# RCC memory for one address (the RCC encoder is the 135M decoder: ~6 chunks/s on 2 cores).
 	$(PY) -c 'import json; print(json.dumps({"id": "1941-Roosevelt-1.txt", "text": open("examples/sotu/1941-Roosevelt-1.txt").read()}))' > data/demo-rcc.jsonl
 	$(BIN) compress --db $(DEMO_DB) --rcc data/demo-rcc.jsonl
 	$(BIN) info --db $(DEMO_DB)
