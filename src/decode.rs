@@ -132,10 +132,7 @@ impl Decoder {
     pub fn load(manifest: &Manifest, device: Device, precision: Precision, threads: usize) -> Result<Decoder> {
         let spec = manifest.decoder.clone();
         let tokenizer_path = manifest.path_of(&spec.tokenizer);
-        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| Error::Tokenizer {
-            what: format!("decoder {}", tokenizer_path.display()),
-            reason: e.to_string(),
-        })?;
+        let tokenizer = runtime::load_tokenizer(&tokenizer_path, "decoder")?;
         let (embed, _) = runtime::session(&manifest.dir, &manifest.path_of(&spec.embed_file), device, 1)?;
         let files = manifest.decoder_files();
         let (decoder, provider, precision) = runtime::model_session(&manifest.dir, &files, device, precision, threads)?;

@@ -55,10 +55,7 @@ impl Encoder {
     pub fn load(manifest: &Manifest, device: Device, precision: Precision, threads: usize) -> Result<Encoder> {
         let spec = &manifest.encoder;
         let tokenizer_path = manifest.path_of(&spec.tokenizer);
-        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| Error::Tokenizer {
-            what: format!("encoder {}", tokenizer_path.display()),
-            reason: e.to_string(),
-        })?;
+        let tokenizer = runtime::load_tokenizer(&tokenizer_path, "encoder")?;
         let special = |token: &str| {
             tokenizer.token_to_id(token).ok_or_else(|| Error::Tokenizer {
                 what: format!("encoder {}", tokenizer_path.display()),

@@ -168,10 +168,7 @@ impl RccEncoder {
         }
         let decoder = &manifest.decoder;
         let tokenizer_path = manifest.path_of(&decoder.tokenizer);
-        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| Error::Tokenizer {
-            what: format!("decoder {}", tokenizer_path.display()),
-            reason: e.to_string(),
-        })?;
+        let tokenizer = runtime::load_tokenizer(&tokenizer_path, "decoder")?;
         let (embed, _) = runtime::session(&manifest.dir, &manifest.path_of(&decoder.embed_file), device, 1)?;
         let (session, provider) = runtime::session(&manifest.dir, &manifest.path_of(&spec.file), device, threads)?;
         Ok(RccEncoder {

@@ -11,6 +11,12 @@ use ort::session::Session;
 
 use crate::error::{Error, Result};
 
+/// A Hugging Face `tokenizers` file of the models directory; `role` (encoder, decoder) names it in errors.
+pub fn load_tokenizer(path: &Path, role: &str) -> Result<tokenizers::Tokenizer> {
+    tokenizers::Tokenizer::from_file(path)
+        .map_err(|e| Error::Tokenizer { what: format!("{role} {}", path.display()), reason: e.to_string() })
+}
+
 /// Where inference runs. `Auto` tries CUDA and falls back to CPU, reporting which it used;
 /// `Cuda` never falls back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
