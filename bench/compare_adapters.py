@@ -4,7 +4,7 @@ split: per mode, the same questions answered with each, and a paired bootstrap o
 
     .venv/bin/python bench/compare_adapters.py A.safetensors B.safetensors [--limit 200] [--modes compressed hybrid]
     .venv/bin/python bench/compare_adapters.py --models models/default models/before --modes rag hybrid
-    .venv/bin/python bench/compare_adapters.py --models models/default models/default --flags "--extractive" ""
+    .venv/bin/python bench/compare_adapters.py --models models/default models/default --flags " --extractive" ""
 
 Each question's paragraphs are its document (as in eval_adapter.py). Writes reports/compare_adapters.json.
 """
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path, nargs=2, help="two models folders instead (e.g. a new LoRA-merged "
                         "decoder with its adapter, and the previous release)")
     parser.add_argument("--flags", nargs=2, default=["", ""], metavar=("FIRST", "SECOND"),
-                        help="extra `e2llm eval` flags for each side (e.g. \"--extractive\" \"\")")
+                        help="extra `e2llm eval` flags for each side (e.g. \" --extractive\" \"\": a leading space keeps argparse from reading the flag as its own)")
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--modes", nargs="*", default=["compressed", "hybrid"])
     parser.add_argument("--max-new-tokens", type=int, default=32)

@@ -34,7 +34,11 @@ from runner import ROOT, compress, run_eval
 sys.path.insert(0, str(ROOT / "onnx"))
 from e2llm_offline.train_data import load_hotpotqa, split  # noqa: E402
 
-MODES = ["question-only", "compressed", "hybrid", "rag", "full"]
+MODES = ["question-only", "compressed", "hybrid", "rag", "full", "rcc"]
+# Each mode against the others a user would choose between, paired over the same questions.
+PAIRS = [("hybrid", "rag"), ("compressed", "question-only"), ("hybrid", "full"), ("rcc", "compressed"),
+         ("rcc", "hybrid"), ("rcc", "rag")]
+METRICS = [("exact_match", "exact match"), ("f1", "F1"), ("contained", "answer contained")]
 WORDS_TO_TOKENS = 1.35  # encoder tokens per word of HotpotQA text (measured: 1.3-1.4)
 
 
@@ -76,9 +80,9 @@ def build(pool: list[dict], length: int, questions: int, rng: random.Random) -> 
 
 
 def prepare(split_name: str, lengths: list[int], questions_per_length: int, chunk_tokens: int, seed: int,
-            work: Path) -> tuple[Path, list[dict], dict]:
-    """Builds and compresses the documents; the database, the questions (also in work/questions.jsonl) and
-    the documents' count and mean length per length."""
+            work: Path, rcc: bool = False) -> tuple[Path, list[dict], dict]:
+    """Builds and compresses the documents (with RCC memory when `rcc`); the database, the questions (also
+    in work/questions.jsonl) and the documents' count and mean length per length."""
     rng = random.Random(seed)
     pool = records(split_name)
     docs, questions = [], []
@@ -90,7 +94,7 @@ def prepare(split_name: str, lengths: list[int], questions_per_length: int, chun
     (work / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     (work / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
     db = work / f"eval-{split_name}-{chunk_tokens}.db"
-    compress(db, work / "docs.jsonl", "--chunk-tokens", str(chunk_tokens))
+    compress(db, work / "docs.jsonl", "--chunk-tokens", str(chunk_tokens), *(["--rcc"] if rcc else []))
     connection = sqlite3.connect(db)
     documents = {}
     for length in lengths:
@@ -135,10 +139,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         db, questions, report["documents"] = prepare(args.split, args.lengths, args.questions, args.chunk_tokens,
-                                                     args.seed, work)
+                                                     args.seed, work, rcc="rcc" in args.modes)
         connection = sqlite3.connect(db)
         positions = [token_position(connection, q) for q in questions]
-        f1: dict[str, list[float]] = {}
+        scores: dict[str, dict[str, list[float]]] = {}
         for mode in args.modes:
             earlier = work / f"{mode}.jsonl"
             kept = earlier.read_text().splitlines() if args.reuse and earlier.is_file() else []
@@ -149,7 +153,7 @@ def main() -> None:
                 summary, rows = run_eval(db, work / "questions.jsonl", mode, args.max_new_tokens, earlier,
                                          extra=("--top-k", str(args.top_k), "--retrieval", args.retrieval,
                                                 "--max-soft-tokens", str(args.max_soft_tokens)))
-            f1[mode] = [r["f1"] for r in rows]
+            scores[mode] = {metric: [float(r[metric]) for r in rows] for metric, _ in METRICS}
             per_length = {}
             for length in args.lengths:
                 chosen = [(q, r, p) for q, r, p in zip(questions, rows, positions) if q["length"] == length]
@@ -161,9 +165,10 @@ def main() -> None:
             report["modes"][mode] = {"errors": summary["errors"], "lengths": per_length}
             print(mode, json.dumps({k: round(v["f1"], 3) for k, v in per_length.items()}), flush=True)
             (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2))
-    report["paired_bootstrap_f1"] = {
-        f"{a} - {b}": paired_bootstrap(np.array(f1[a]), np.array(f1[b]))
-        for a, b in [("hybrid", "rag"), ("compressed", "question-only"), ("hybrid", "full")] if a in f1 and b in f1}
+    report["paired_bootstrap"] = {
+        metric: {f"{a} - {b}": paired_bootstrap(np.array(scores[a][metric]), np.array(scores[b][metric]))
+                 for a, b in PAIRS if a in scores and b in scores}
+        for metric, _ in METRICS}
     (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2))
     write_report(report, args.out, args.name)
 
@@ -186,10 +191,10 @@ def write_report(report: dict, out: Path, name: str) -> None:
              "other contexts' paragraphs). Documents per length: "
              + ", ".join(f"{n}: {docs[n]['count']} of ~{docs[n]['mean_tokens']:,.0f} tokens" for n in lengths)
              + f". rag/hybrid: top-k {report['top_k']}, retrieval `{report['retrieval']}`; compressed/hybrid: at most "
-             f"{report['max_soft_tokens']} soft tokens; chunks of "
+             f"{report['max_soft_tokens']} soft tokens; rcc: the memory of the 4 chunks retrieval ranks first; chunks of "
              f"{report['chunk_tokens']} tokens; {report['max_new_tokens']} new tokens at most. `full` reads the head "
              "of the document that fits the decoder's 8,192-token window.", ""]
-    for metric, label in [("f1", "F1"), ("contained", "answer contained"), ("exact_match", "exact match")]:
+    for metric, label in METRICS:
         lines += [f"## {label}", "", "| mode | " + " | ".join(lengths) + " |", "|---|" + "---|" * len(lengths)]
         for mode, result in report["modes"].items():
             cells = [f"{result['lengths'][n][metric]:.3f}" for n in lengths]
@@ -211,12 +216,14 @@ def write_report(report: dict, out: Path, name: str) -> None:
             w = r["within_window"]
             lines.append(f"| {n} | {w['questions']}/{r['questions']} | {w['f1']:.3f} | {r['f1']:.3f} |")
         lines.append("")
-    if report.get("paired_bootstrap_f1"):
-        lines += ["## Paired bootstrap over all questions (F1)", "",
-                  "| comparison | mean difference | 95% interval | P(not better) |", "|---|---|---|---|"]
-        for name_, b in report["paired_bootstrap_f1"].items():
-            lines.append(f"| {name_} | {b['mean_difference']:+.3f} | [{b['ci95'][0]:+.3f}, {b['ci95'][1]:+.3f}] | "
-                         f"{b['p_not_better']:.3f} |")
+    if any(report.get("paired_bootstrap", {}).values()):
+        lines += ["## Paired bootstrap over all questions", "",
+                  "Mean difference and 95% interval per metric (10,000 resamples of the questions).", "",
+                  "| comparison | " + " | ".join(label for _, label in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+        for pair in report["paired_bootstrap"]["f1"]:
+            cells = [report["paired_bootstrap"][metric][pair] for metric, _ in METRICS]
+            lines.append(f"| {pair} | " + " | ".join(
+                f"{b['mean_difference']:+.3f} [{b['ci95'][0]:+.3f}, {b['ci95'][1]:+.3f}]" for b in cells) + " |")
         lines.append("")
     lines += [f"![{name}]({name}.png)", ""]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
