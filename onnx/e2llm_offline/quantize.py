@@ -1,8 +1,8 @@
 """Quantised variants of exported graphs for the CPU (``encoder.quantized.onnx``, ``decoder.quantized.onnx``).
 
 The float32 graphs stay the reference; each variant has the same inputs and outputs and is recorded in the
-manifest as ``quantized_file``. The runtime loads it for ``--precision quantized``, and for ``auto`` on
-the CPU (ONNX Runtime's CPU integer kernels; on CUDA ``auto`` keeps float16/float32).
+manifest as ``quantized_file``. Not loaded by the Rust runtime yet: the plan is ``--precision quantized``,
+and ``auto`` on the CPU once the benchmarks back it (reports/quantized.md).
 
 - **encoder** (8-bit, about 2x fp32 on 2 cores): every weight MatMul but the feed-forward output gets int8
   weights per output channel and int8 activations quantised per call (ONNX Runtime's dynamic
@@ -17,7 +17,7 @@ the CPU (ONNX Runtime's CPU integer kernels; on CUDA ``auto`` keeps float16/floa
 
     PYTHONPATH=onnx .venv/bin/python -m e2llm_offline.quantize --models models/default [--parts encoder decoder]
 
-adds the variants to an existing export (``e2llm_offline.export`` writes them itself).
+adds the variants to an existing export (``make setup`` does not build them yet).
 """
 
 from __future__ import annotations
