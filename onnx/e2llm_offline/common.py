@@ -137,3 +137,23 @@ def rcc_slot_positions(n: int, ratio: int) -> list[int]:
 def rcc_fingerprint(decoder_fingerprint: str, lora_sha256: str, ratio: int) -> str:
     """The RCC encoder's identity: the decoder it was trained for, its LoRA file ("base": none) and ratio."""
     return hashlib.sha256(f"{decoder_fingerprint}+rcc:{lora_sha256}:ratio={ratio}".encode()).hexdigest()
+
+
+def record_variants(models_dir: Path, parts, key: str, write, label: str, progress=print) -> dict:
+    """Writes a variant of each of an export's ``parts`` (``write(part, source_graph)`` returns the files it
+    wrote, the graph first) and records it under ``key`` (and every file's sha256) in its manifest.json,
+    rewritten atomically. Returns the new manifest. Shared by fp16.py and quantize.py."""
+    import json
+
+    manifest_path = models_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for part in parts:
+        spec = manifest[part]
+        paths = write(part, models_dir / spec["file"])
+        for path in paths:
+            manifest["files"][path.name] = sha256_file(path)
+        spec[key] = paths[0].name
+    manifest["files"] = dict(sorted(manifest["files"].items()))
+    atomic_write_text(manifest_path, json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+    progress(f"recorded the {label} variants of the {' and '.join(parts)} in {manifest_path}")
+    return manifest

@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .common import atomic_write_text, save_onnx, sha256_file
+from .common import record_variants, save_onnx
 from .graph import FLOAT32_NODES_KEY, check
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -235,24 +235,14 @@ def write_variant(model: onnx.ModelProto, path: Path, progress=print) -> list[Pa
 def add_variants(models_dir: Path, parts: Sequence[str] = PARTS, progress=print) -> dict:
     """Writes the float16 variants of an existing export's ``parts`` (encoder, decoder) and records them
     (and their sha256) in its manifest.json, which is rewritten atomically. Returns the new manifest."""
-    manifest_path = models_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    for part in parts:
-        spec = manifest[part]
-        source = models_dir / spec["file"]
+    def write(part: str, source: Path) -> list[Path]:
         model = onnx.load(str(source))
         if not float32_nodes(model):
             raise SystemExit(f"{source} predates the float32 markers that keep its overflow-prone nodes out of "
                              "float16: re-export it first (`make setup`)")
-        name = variant_name(spec["file"])
-        for path in write_variant(model, models_dir / name, progress):
-            manifest["files"][path.name] = sha256_file(path)
-        spec["fp16_file"] = name
-        del model
-    manifest["files"] = dict(sorted(manifest["files"].items()))
-    atomic_write_text(manifest_path, json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
-    progress(f"recorded the float16 variants of the {' and '.join(parts)} in {manifest_path}")
-    return manifest
+        return write_variant(model, source.parent / variant_name(source.name), progress)
+
+    return record_variants(models_dir, parts, "fp16_file", write, "float16", progress)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,6 @@ adds the variants to an existing export (``make setup`` does not build them yet)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import onnx
 
-from .common import atomic_write_text, save_onnx, sha256_file
+from .common import record_variants, save_onnx
 
 PARTS = ("encoder", "decoder")
 BLOCK = 32  # weights per quantisation block: the GGUF Q4_1 / Q8_0 block size
@@ -98,17 +97,10 @@ def write_variant(part: str, source: Path, progress=print) -> list[Path]:
 def add_variants(models_dir: Path, parts: Sequence[str] = PARTS, progress=print) -> dict:
     """Writes the quantised variants of ``parts`` beside an export and records them (``quantized_file``,
     sha256 in ``files``) in its manifest.json, rewritten atomically. Returns the new manifest."""
-    manifest_path = models_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    for part in parts:
-        spec = manifest[part]
-        for path in write_variant(part, models_dir / spec["file"], progress):
-            manifest["files"][path.name] = sha256_file(path)
-        spec["quantized_file"] = variant_name(spec["file"])
-    manifest["files"] = dict(sorted(manifest["files"].items()))
-    atomic_write_text(manifest_path, json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
-    progress(f"recorded the quantised variants of the {' and '.join(parts)} in {manifest_path}")
-    return manifest
+    def write(part: str, source: Path) -> list[Path]:
+        return write_variant(part, source, progress)
+
+    return record_variants(models_dir, parts, "quantized_file", write, "quantised", progress)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
