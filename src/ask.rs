@@ -182,7 +182,7 @@ pub struct Answer {
     /// process (prefix KV cache): only the question was prefilled.
     pub prefix_cache_hit: bool,
     pub provider: String,
-    /// The decoder's weights and compute: fp32, or fp16 (`--precision`).
+    /// The decoder's weights and compute: fp32, fp16 or quantized (`--precision`).
     pub precision: String,
     /// The prompt as the decoder read it, piece by piece (`show_prompt`): what training must match.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -62,7 +62,7 @@ pub struct CompressSummary {
     pub chunks_per_second: f64,
     pub tokens_per_second: f64,
     pub provider: String,
-    /// The encoder graph's precision (fp32, or fp16 for its float16 variant).
+    /// The encoder graph's precision (fp32, fp16 or quantized: which variant ran).
     pub precision: String,
 }
 

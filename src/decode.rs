@@ -159,7 +159,7 @@ impl Decoder {
     pub fn provider(&self) -> Provider {
         self.provider
     }
-    /// The precision of the decoder graph that runs (fp32 or fp16).
+    /// The precision of the decoder graph that runs (fp32, fp16 or quantized).
     pub fn precision(&self) -> Precision {
         self.precision
     }

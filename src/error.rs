@@ -22,8 +22,15 @@ pub enum Error {
     #[error("CUDA execution provider unavailable: {reason}")]
     Cuda { reason: String },
 
-    #[error("precision fp16 (--precision or E2LLM_PRECISION): {dir} has no float16 variant of the {model} ({file}); build it with `PYTHONPATH=onnx .venv/bin/python -m e2llm_offline.fp16 --models {dir} --parts {model}` (`make setup GPU=1` builds the encoder's), or use --precision fp32 or auto", dir = dir.display(), file = file.display())]
-    Fp16Missing { model: &'static str, file: PathBuf, dir: PathBuf },
+    #[error("precision {precision} (--precision or E2LLM_PRECISION): {dir} has no {precision} variant of the {model} ({file}); build it with `{build}` ({hint}), or use --precision fp32 or auto", dir = dir.display(), file = file.display())]
+    VariantMissing {
+        model: &'static str,
+        precision: crate::runtime::Precision,
+        file: PathBuf,
+        dir: PathBuf,
+        build: String,
+        hint: &'static str,
+    },
 
     #[error("ONNX Runtime failed in {model}: {reason}")]
     Inference { model: String, reason: String },

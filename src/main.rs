@@ -34,8 +34,9 @@ struct ModelArgs {
     /// Where inference runs: cpu, cuda (fails if CUDA is unavailable) or auto (CUDA if it works).
     #[arg(long, env = "E2LLM_DEVICE", value_enum, default_value_t = Device::Cpu, global = true)]
     device: Device,
-    /// Encoder and decoder precision: fp32, fp16 (their float16 variants) or auto (a model's float16
-    /// variant under CUDA when it exists; `make setup GPU=1` builds the encoder's).
+    /// Encoder and decoder precision: fp32, fp16 (their float16 variants), quantized (8-bit encoder,
+    /// 4-bit decoder weights; aliases int8, q4) or auto (the quantised variants on the CPU and the
+    /// float16 ones under CUDA, where the models directory has them; float32 otherwise).
     #[arg(long, env = "E2LLM_PRECISION", value_enum, default_value_t = Precision::Auto, global = true)]
     precision: Precision,
     /// Inference threads (default: all cores).

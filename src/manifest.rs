@@ -25,6 +25,9 @@ pub struct EncoderSpec {
     /// The float16 variant of `file` (`make setup GPU=1`); absent from older or CPU-only exports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fp16_file: Option<String>,
+    /// The quantised variant of `file` for the CPU (`make setup`); absent from older exports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantized_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +49,9 @@ pub struct DecoderSpec {
     /// The float16 variant of `file` (`make setup GPU=1`); absent from older or CPU-only exports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fp16_file: Option<String>,
+    /// The quantised variant of `file` for the CPU (`make setup`); absent from older exports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantized_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,6 +150,8 @@ impl Manifest {
             Some(&manifest.decoder.tokenizer),
             manifest.encoder.fp16_file.as_ref(),
             manifest.decoder.fp16_file.as_ref(),
+            manifest.encoder.quantized_file.as_ref(),
+            manifest.decoder.quantized_file.as_ref(),
             manifest.rcc.as_ref().map(|r| &r.file),
         ]
         .into_iter()
@@ -160,21 +168,23 @@ impl Manifest {
         self.dir.join(file)
     }
 
-    /// The encoder graph and its float16 variant, if exported.
+    /// The encoder graph and its float16 and quantised variants, if exported.
     pub fn encoder_files(&self) -> ModelFiles {
         ModelFiles {
             role: "encoder",
             fp32: self.path_of(&self.encoder.file),
             fp16: self.encoder.fp16_file.as_ref().map(|f| self.path_of(f)),
+            quantized: self.encoder.quantized_file.as_ref().map(|f| self.path_of(f)),
         }
     }
 
-    /// The decoder graph and its float16 variant, if exported.
+    /// The decoder graph and its float16 and quantised variants, if exported.
     pub fn decoder_files(&self) -> ModelFiles {
         ModelFiles {
             role: "decoder",
             fp32: self.path_of(&self.decoder.file),
             fp16: self.decoder.fp16_file.as_ref().map(|f| self.path_of(f)),
+            quantized: self.decoder.quantized_file.as_ref().map(|f| self.path_of(f)),
         }
     }
 

@@ -47,11 +47,14 @@ impl Device {
     }
 }
 
-/// Numeric precision of the encoder and decoder graphs. `Auto` runs a model's float16 variant under
-/// CUDA when the models directory has one and float32 otherwise (`make setup GPU=1` builds only the
-/// encoder's: the decoder's measured slower on an H100, reports/gpu_fp16.md); `Fp16` insists on the
-/// variants (an error names a missing file) and is allowed on CPU too, where ONNX Runtime runs the
-/// float16 nodes it has no CPU kernel for in float32: slower than `Fp32`, for parity checks.
+/// Numeric precision of the encoder and decoder graphs. A models directory may hold, beside each
+/// float32 graph, a float16 variant (for the GPU: `make setup GPU=1`) and a quantised one (for the CPU:
+/// 8-bit encoder, 4-bit decoder weights; `make setup` builds them). `Auto` runs the float16 variant
+/// under CUDA and the quantised one on the CPU when the directory has them, float32 otherwise (the
+/// encoder's quantised vectors are interchangeable with float32 ones: reports/quantized.md). `Fp16` and
+/// `Quantized` insist on their variants (an error names the missing file) on either provider; on the
+/// CPU, ONNX Runtime runs the float16 nodes it has no CPU kernel for in float32: slower than `Fp32`,
+/// for parity checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -59,12 +62,14 @@ pub enum Precision {
     Fp32,
     #[value(alias = "float16")]
     Fp16,
+    #[value(aliases = ["quantised", "int8", "q4"])]
+    Quantized,
     #[default]
     Auto,
 }
 
 impl Precision {
-    /// `E2LLM_PRECISION` (fp32|fp16|auto), else `Auto`.
+    /// `E2LLM_PRECISION` (fp32|fp16|quantized|auto), else `Auto`.
     pub fn from_env() -> Result<Precision> {
         match std::env::var("E2LLM_PRECISION") {
             Ok(value) => Precision::parse(&value),
@@ -80,14 +85,19 @@ impl Precision {
         }
     }
 
-    /// The precision a model runs in on `provider`, given whether the models directory has its
-    /// float16 variant; `None` when `Fp16` is asked for and there is no variant.
-    pub fn resolve(self, provider: Provider, has_fp16_variant: bool) -> Option<Precision> {
+    /// The precision a model runs in on `provider`, given which variants the models directory has
+    /// (`has(p)`: is there a graph of precision `p`); `None` when a missing variant is asked for.
+    pub fn resolve(self, provider: Provider, has: impl Fn(Precision) -> bool) -> Option<Precision> {
         match self {
+            Precision::Auto => {
+                let preferred = match provider {
+                    Provider::Cuda => Precision::Fp16,
+                    Provider::Cpu => Precision::Quantized,
+                };
+                Some(if has(preferred) { preferred } else { Precision::Fp32 })
+            }
             Precision::Fp32 => Some(Precision::Fp32),
-            Precision::Fp16 => has_fp16_variant.then_some(Precision::Fp16),
-            Precision::Auto if provider == Provider::Cuda && has_fp16_variant => Some(Precision::Fp16),
-            Precision::Auto => Some(Precision::Fp32),
+            variant => has(variant).then_some(variant),
         }
     }
 }
@@ -98,32 +108,58 @@ impl std::fmt::Display for Precision {
     }
 }
 
-/// A model's graph and, when the export wrote one, its float16 variant (see [`Precision`]).
+/// A model's float32 graph and the variants the export wrote beside it (see [`Precision`]).
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
     /// What the model is, for errors: "encoder", "decoder".
     pub role: &'static str,
     pub fp32: PathBuf,
     pub fp16: Option<PathBuf>,
+    pub quantized: Option<PathBuf>,
 }
 
 impl ModelFiles {
-    /// The float16 variant's file name for a graph file name, as the export writes it:
-    /// `encoder.onnx` -> `encoder.fp16.onnx`.
-    pub fn fp16_name(fp32_name: &str) -> String {
-        format!("{}.fp16.onnx", fp32_name.strip_suffix(".onnx").unwrap_or(fp32_name))
+    /// A float32 graph without variants.
+    pub fn single(role: &'static str, fp32: PathBuf) -> ModelFiles {
+        ModelFiles { role, fp32, fp16: None, quantized: None }
+    }
+
+    /// The graph of `precision` (`None` for a variant the export did not write, and for `Auto`).
+    pub fn variant(&self, precision: Precision) -> Option<&Path> {
+        match precision {
+            Precision::Fp32 => Some(&self.fp32),
+            Precision::Fp16 => self.fp16.as_deref(),
+            Precision::Quantized => self.quantized.as_deref(),
+            Precision::Auto => None,
+        }
     }
 
     /// The file to load for `precision` on `provider`, and the precision it has; an error naming the
-    /// missing file when fp16 is asked for and there is no variant.
+    /// missing file when a variant is asked for that the export did not write.
     pub fn choose(&self, precision: Precision, provider: Provider) -> Result<(&Path, Precision)> {
-        match (precision.resolve(provider, self.fp16.is_some()), &self.fp16) {
-            (Some(Precision::Fp16), Some(fp16)) => Ok((fp16, Precision::Fp16)),
-            (Some(_), _) => Ok((&self.fp32, Precision::Fp32)),
-            (None, _) => {
+        let chosen = precision.resolve(provider, |p| self.variant(p).is_some());
+        match chosen.and_then(|p| self.variant(p).map(|file| (file, p))) {
+            Some(found) => Ok(found),
+            None => {
                 let dir = self.fp32.parent().unwrap_or(Path::new(".")).to_path_buf();
                 let name = self.fp32.file_name().and_then(|n| n.to_str()).unwrap_or("model.onnx");
-                Err(Error::Fp16Missing { model: self.role, file: dir.join(ModelFiles::fp16_name(name)), dir })
+                let stem = name.strip_suffix(".onnx").unwrap_or(name);
+                let (suffix, module, hint) = match precision {
+                    Precision::Fp16 => ("fp16", "fp16", "`make setup GPU=1` builds the encoder's"),
+                    _ => ("quantized", "quantize", "`make setup` builds both"),
+                };
+                Err(Error::VariantMissing {
+                    model: self.role,
+                    precision,
+                    file: dir.join(format!("{stem}.{suffix}.onnx")),
+                    build: format!(
+                        "PYTHONPATH=onnx .venv/bin/python -m e2llm_offline.{module} --models {} --parts {}",
+                        dir.display(),
+                        self.role
+                    ),
+                    dir,
+                    hint,
+                })
             }
         }
     }
@@ -201,7 +237,7 @@ pub fn environment(models_dir: &Path) -> Result<(Environment, PathBuf)> {
 
 /// Builds a float32 session for `model` on `device` with `threads` intra-op threads.
 pub fn session(models_dir: &Path, model: &Path, device: Device, threads: usize) -> Result<(Session, Provider)> {
-    let files = ModelFiles { role: "model", fp32: model.to_path_buf(), fp16: None };
+    let files = ModelFiles::single("model", model.to_path_buf());
     let (session, provider, _) = model_session(models_dir, &files, device, Precision::Fp32, threads)?;
     Ok((session, provider))
 }

@@ -1,43 +1,56 @@
-//! `--precision fp32|fp16|auto`: which graph runs, the error when a float16 variant is missing, and
+//! `--precision fp32|fp16|quantized|auto`: which graph runs, the error when a variant is missing,
 //! float16 encoder vectors against float32 ones on the CPU provider (where ONNX Runtime runs the
-//! float16 nodes it lacks CPU kernels for in float32: this checks the variant, not GPU arithmetic).
+//! float16 nodes it lacks CPU kernels for in float32: this checks the variant, not GPU arithmetic), and
+//! the quantised variants (what `auto` runs on the CPU) against float32.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use e2llm::decode::{GenerateOptions, Piece};
 use e2llm::engine::{Engine, EngineOptions};
 use e2llm::runtime::{Precision, Provider};
 use e2llm::vector::dot;
 use e2llm::Error;
 
 #[test]
-fn auto_runs_fp16_only_under_cuda_with_a_variant() {
-    use Precision::{Auto, Fp16, Fp32};
+fn auto_runs_fp16_under_cuda_and_quantized_on_cpu_when_the_variants_exist() {
+    use Precision::{Auto, Fp16, Fp32, Quantized};
     use Provider::{Cpu, Cuda};
-    for (requested, provider, has_variant, chosen) in [
-        (Auto, Cuda, true, Some(Fp16)),
-        (Auto, Cuda, false, Some(Fp32)),
-        (Auto, Cpu, true, Some(Fp32)),
-        (Auto, Cpu, false, Some(Fp32)),
-        (Fp32, Cuda, true, Some(Fp32)),
-        (Fp32, Cpu, false, Some(Fp32)),
-        (Fp16, Cuda, true, Some(Fp16)),
-        (Fp16, Cpu, true, Some(Fp16)), // asked for explicitly: allowed on CPU
-        (Fp16, Cuda, false, None),
-        (Fp16, Cpu, false, None),
+    for (requested, provider, fp16, quantized, chosen) in [
+        (Auto, Cuda, true, true, Some(Fp16)),
+        (Auto, Cuda, false, true, Some(Fp32)), // the quantised graphs are CPU graphs
+        (Auto, Cpu, true, true, Some(Quantized)),
+        (Auto, Cpu, true, false, Some(Fp32)),
+        (Auto, Cpu, false, false, Some(Fp32)),
+        (Fp32, Cuda, true, true, Some(Fp32)),
+        (Fp32, Cpu, false, false, Some(Fp32)),
+        (Fp16, Cuda, true, false, Some(Fp16)),
+        (Fp16, Cpu, true, true, Some(Fp16)), // asked for explicitly: allowed on CPU
+        (Fp16, Cuda, false, true, None),
+        (Quantized, Cpu, false, true, Some(Quantized)),
+        (Quantized, Cuda, false, true, Some(Quantized)), // explicit: ONNX Runtime places what CUDA lacks on the CPU
+        (Quantized, Cpu, true, false, None),
     ] {
-        assert_eq!(requested.resolve(provider, has_variant), chosen, "{requested:?} on {provider:?}, {has_variant}");
+        let has = |p: Precision| match p {
+            Fp16 => fp16,
+            Quantized => quantized,
+            _ => true,
+        };
+        assert_eq!(requested.resolve(provider, has), chosen, "{requested:?} on {provider:?}, {fp16} {quantized}");
     }
     assert_eq!(Precision::parse(" FP16 ").unwrap(), Fp16);
     assert_eq!(Precision::parse("float32").unwrap(), Fp32);
+    for alias in ["quantized", "quantised", "int8", "q4"] {
+        assert_eq!(Precision::parse(alias).unwrap(), Quantized);
+    }
     assert_eq!(Precision::parse("").unwrap(), Auto);
-    assert!(Precision::parse("int8").unwrap_err().to_string().contains("fp32, fp16, auto"));
+    assert!(Precision::parse("bf16").unwrap_err().to_string().contains("fp32, fp16, quantized, auto"));
 }
 
 /// A models directory of links to the default models' files, with its own manifest.json from which
-/// the float16 variants (if `make setup GPU=1` wrote them) are removed; `runtime/` beside it links to
+/// the float16 and quantised variants (if the export wrote them) are removed; `runtime/` beside it links to
 /// the default one (where e2llm looks for ONNX Runtime without ORT_DYLIB_PATH).
 struct Models {
     root: tempfile::TempDir,
@@ -60,8 +73,10 @@ fn models_without_variants() -> Models {
     let mut manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(source.join("manifest.json")).unwrap()).unwrap();
     for part in ["encoder", "decoder"] {
-        if let Some(name) = manifest[part].as_object_mut().unwrap().remove("fp16_file") {
-            manifest["files"].as_object_mut().unwrap().remove(name.as_str().unwrap());
+        for key in ["fp16_file", "quantized_file"] {
+            if let Some(name) = manifest[part].as_object_mut().unwrap().remove(key) {
+                manifest["files"].as_object_mut().unwrap().remove(name.as_str().unwrap());
+            }
         }
     }
     for name in manifest["files"].as_object().unwrap().keys() {
@@ -92,7 +107,7 @@ fn fp16_without_a_variant_names_the_file_and_how_to_build_it() {
     let models = models_without_variants();
     let err = engine(&models.path(), Precision::Fp16).encoder().err().expect("no fp16 encoder here");
     let message = err.to_string();
-    assert!(matches!(err, Error::Fp16Missing { model: "encoder", .. }), "{message}");
+    assert!(matches!(err, Error::VariantMissing { model: "encoder", precision: Precision::Fp16, .. }), "{message}");
     assert!(message.contains(&models.path().join("encoder.fp16.onnx").display().to_string()), "{message}");
     assert!(
         message.contains("e2llm_offline.fp16 --models")
@@ -105,10 +120,7 @@ fn fp16_without_a_variant_names_the_file_and_how_to_build_it() {
         let out = e2llm(&models.path(), &args, env);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && !stderr.contains("decoder.fp16.onnx"), "{stderr}");
-        assert!(
-            stderr.contains("no float16 variant of the encoder") && stderr.contains("encoder.fp16.onnx"),
-            "{stderr}"
-        );
+        assert!(stderr.contains("no fp16 variant of the encoder") && stderr.contains("encoder.fp16.onnx"), "{stderr}");
     }
     for precision in ["auto", "fp32"] {
         let out = e2llm(&models.path(), &["info", "--json", "--precision", precision], None);
@@ -186,4 +198,51 @@ fn engine_options_without_a_precision_read_e2llm_precision() {
     assert_eq!(fp32.unwrap(), Precision::Fp32);
     assert!(unknown.unwrap_or_default().contains("unknown precision `bf16`"));
     assert_eq!(Engine::new(EngineOptions::new(models.path())).unwrap().requested_precision(), Precision::Auto);
+}
+
+#[test]
+fn quantized_variants_follow_fp32_and_auto_runs_them_on_cpu() {
+    // `make setup` exports both quantised variants; auto picks them on the CPU.
+    let models = common::models_dir();
+    let auto = engine(&models, Precision::Auto);
+    assert_eq!(auto.precisions(Provider::Cpu).unwrap(), (Precision::Quantized, Precision::Quantized));
+    let fp32 = engine(&models, Precision::Fp32);
+    let (encoder, reference) = (auto.encoder().unwrap(), fp32.encoder().unwrap());
+    assert_eq!((encoder.precision(), reference.precision()), (Precision::Quantized, Precision::Fp32));
+
+    // Encoder: each golden text alone (as a question is embedded) stays within the fingerprint's bar.
+    let golden = common::golden();
+    let texts: Vec<&str> = golden["encoder"].as_array().unwrap().iter().map(|c| c["text"].as_str().unwrap()).collect();
+    let expected = reference.embed(&texts, 8).unwrap();
+    let worst = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| dot(encoder.embed(&[*text], 1).unwrap().row(0), expected.row(i)))
+        .fold(1f32, f32::min);
+    println!("quantised vs fp32 encoder: smallest cosine {worst:.4} over {} texts", texts.len());
+    assert!(worst >= 0.99, "smallest cosine {worst}");
+
+    // Decoder: the golden prompts' greedy continuations start as float32's do, and it still knows Paris.
+    let decoder = auto.decoder().unwrap();
+    assert_eq!(decoder.precision(), Precision::Quantized);
+    let cases = golden["decoder"].as_array().unwrap();
+    let mut same_first = 0;
+    for case in cases {
+        let expected = case["greedy_ids"][0].as_u64().unwrap() as u32;
+        let prompt = vec![Piece::Text(case["prompt"].as_str().unwrap().to_string())];
+        let generation = decoder.generate(&prompt, &GenerateOptions::new(1)).unwrap();
+        same_first += usize::from(generation.token_ids.first() == Some(&expected));
+    }
+    assert!(same_first * 4 >= cases.len() * 3, "first token as float32's for {same_first} of {} prompts", cases.len());
+    let text = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+    let answer = decoder.generate(&[Piece::Text(text.into())], &GenerateOptions::new(8)).unwrap();
+    assert!(answer.text.contains("Paris"), "{:?}", answer.text);
+
+    // The command line reports what ran.
+    let out = e2llm(&models, &["info", "--json"], None);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (info["precision"]["encoder"].as_str(), info["precision"]["decoder"].as_str()),
+        (Some("quantized"), Some("quantized"))
+    );
 }

@@ -1,10 +1,12 @@
 """Writes ``models/<name>/`` as described in ``onnx/FORMAT.md``.
 
     PYTHONPATH=onnx .venv/bin/python -m e2llm_offline.export --out models/default
-        [--decoder-gguf FILE | --decoder-hf DIR] [--encoder-dir DIR] [--adapter FILE] [--fp16]
+        [--decoder-gguf FILE | --decoder-hf DIR] [--encoder-dir DIR] [--adapter FILE] [--fp16] [--quantize]
 
 ``--fp16 [encoder] [decoder]`` also writes float16 variants of those graphs (both with the flag alone):
 ``encoder.fp16.onnx``, ``decoder.fp16.onnx`` (see fp16.py; for the GPU), recorded in the manifest.
+The quantised CPU variants ``encoder.quantized.onnx`` and ``decoder.quantized.onnx`` (quantize.py) are
+written by default; ``--quantize`` alone writes none, ``--quantize encoder`` only the encoder's.
 
 Every file is written to a temporary name and renamed into place; ``manifest.json`` is removed first
 and written last, so an interrupted export never looks complete.
@@ -113,7 +115,7 @@ def _format_floats(values: np.ndarray) -> list[float]:
 def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encoder_dir: Path | None,
            adapter_path: Path | None, prompt_path: Path, name: str | None = None, golden: bool = True,
            fp16: Sequence[str] = (), lora_path: Path | None = None, rcc_path: Path | str | None = None,
-           rcc_ratio: int | None = None) -> dict:
+           rcc_ratio: int | None = None, quantize: Sequence[str] = ("encoder", "decoder")) -> dict:
     progress = Progress(time.monotonic())
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
@@ -134,6 +136,10 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
     prompt = json.loads(prompt_path.read_text())
     variants: dict[str, str] = {}
 
+    def remove_stale(name: str) -> None:
+        for stale in (out / name, out / (name + ".data")):
+            stale.unlink(missing_ok=True)
+
     def write_fp16_variant(model, part: str, file_name: str) -> None:
         """The float16 variant of ``file_name`` when ``part`` is in ``fp16``; a stale one is removed."""
         from .fp16 import variant_name, write_variant
@@ -143,8 +149,21 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
             record(write_variant(model, out / name, progress))
             variants[file_name] = name
         else:
-            for stale in (out / name, out / (name + ".data")):
-                stale.unlink(missing_ok=True)
+            remove_stale(name)
+
+    quantized: dict[str, str] = {}
+
+    def write_quantized_variant(part: str, file_name: str) -> None:
+        """The quantised variant of the saved graph ``file_name`` when ``part`` is in ``quantize``; a stale
+        one is removed."""
+        from .quantize import variant_name, write_variant
+
+        name = variant_name(file_name)
+        if part in quantize:
+            record(write_variant(part, out / file_name, progress))
+            quantized[file_name] = name
+        else:
+            remove_stale(name)
 
     # Encoder ---------------------------------------------------------------------------------------
     default_encoder = encoder_dir is None
@@ -156,6 +175,7 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
     record(save_onnx(model, out / "encoder.onnx"))
     write_fp16_variant(model, "encoder", "encoder.onnx")
     del model
+    write_quantized_variant("encoder", "encoder.onnx")
     encoder_tokenizer = encoder_tokenizer_json(encoder_dir)
     write_text("encoder_tokenizer.json", encoder_tokenizer)
     pooling = pooling_mode(encoder_dir)
@@ -222,6 +242,7 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
     write_fp16_variant(model, "decoder", "decoder.onnx")
     del model
     gc.collect()
+    write_quantized_variant("decoder", "decoder.onnx")
     write_text("decoder_tokenizer.json", decoder_tokenizer)
 
     # RCC encoder: the decoder with the RCC LoRA merged (e2llm_offline.rcc) -------------------------
@@ -260,6 +281,7 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
             "dim": encoder_config.hidden, "max_positions": encoder_config.max_positions, "pooling": pooling,
             "normalized": True, "fingerprint": encoder_fingerprint,
             **({"fp16_file": variants["encoder.onnx"]} if "encoder.onnx" in variants else {}),
+            **({"quantized_file": quantized["encoder.onnx"]} if "encoder.onnx" in quantized else {}),
         },
         "decoder": {
             "file": "decoder.onnx", "embed_file": "embed.onnx", "tokenizer": "decoder_tokenizer.json",
@@ -269,6 +291,7 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
             "fingerprint": decoder_fingerprint, "base_fingerprint": base_fingerprint,
             **({"lora": lora_entry} if lora_entry else {}),
             **({"fp16_file": variants["decoder.onnx"]} if "decoder.onnx" in variants else {}),
+            **({"quantized_file": quantized["decoder.onnx"]} if "decoder.onnx" in quantized else {}),
         },
         "adapter": adapter_entry,
         **({"rcc": rcc_entry} if rcc_entry else {}),
@@ -394,13 +417,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fp16", nargs="*", choices=("encoder", "decoder"), metavar="PART",
                         help="also write float16 variants (for the GPU) of these graphs: encoder, decoder "
                              "(both with the flag alone)")
+    parser.add_argument("--quantize", nargs="*", choices=("encoder", "decoder"), metavar="PART",
+                        default=["encoder", "decoder"],
+                        help="write quantised variants (for the CPU; quantize.py) of these graphs (default: both; "
+                             "the flag alone: none)")
     parser.add_argument("--no-golden", action="store_true",
                         help="skip the NumPy reference values (golden.json, used by the tests; slow on large models)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     export(args.out, args.decoder_gguf, args.decoder_hf, args.encoder_dir, args.adapter, args.prompt, args.name,
            golden=not args.no_golden, fp16=() if args.fp16 is None else args.fp16 or ("encoder", "decoder"),
-           lora_path=args.lora, rcc_path=args.rcc, rcc_ratio=args.rcc_ratio)
+           lora_path=args.lora, rcc_path=args.rcc, rcc_ratio=args.rcc_ratio, quantize=args.quantize)
     print(f"export finished in {time.monotonic() - started:.1f}s", flush=True)
     return 0
 

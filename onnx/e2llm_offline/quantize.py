@@ -1,30 +1,38 @@
 """Quantised variants of exported graphs for the CPU (``encoder.quantized.onnx``, ``decoder.quantized.onnx``).
 
 The float32 graphs stay the reference; each variant has the same inputs and outputs and is recorded in the
-manifest as ``quantized_file``. Not loaded by the Rust runtime yet: the plan is ``--precision quantized``,
-and ``auto`` on the CPU once the benchmarks back it (reports/quantized.md).
+manifest as ``quantized_file``. ``make setup`` writes both (``export --quantize``); the runtime loads them
+for ``--precision quantized`` and for ``auto`` on the CPU (reports/quantized.md has the measurements).
 
-- **encoder** (8-bit, about 2x fp32 on 2 cores): every weight MatMul but the feed-forward output gets int8
+- **encoder** (8-bit, about 1.7x fp32 on 2 cores): every weight MatMul but the feed-forward output gets int8
   weights per output channel and int8 activations quantised per call (ONNX Runtime's dynamic
   quantisation); the feed-forward output (``*.ffn_out``, whose GELU inputs have outlier channels that a
   per-tensor activation scale flattens) gets 8-bit weights in blocks of 32 with int8 activations per
   block (``MatMulNBits``, accuracy level 4). Measured on 1,000 chunks of the project's own text: minimum
   cosine to the float32 vectors 0.993 (all-dynamic: 0.987), so its vectors are *interchangeable* with the
-  float32 graph's: they keep the encoder's fingerprint and a database may mix them (reports/quantized.md).
-- **decoder** (4-bit weights, as in the source GGUF's Q4_1): every weight MatMul, the tied LM head
-  included, becomes ``MatMulNBits`` with 4-bit asymmetric blocks of 32 (a scale and a zero point per
-  block, like Q4_1) and int8 compute (accuracy level 4). The KV cache and its interface are unchanged.
+  float32 graph's: they keep the encoder's fingerprint and a database may mix them. The per-call
+  activation scale makes a vector depend slightly on the other chunks of its batch (cosine ≥ 0.99 to the
+  same chunk encoded alone; the float32 graph is batch-invariant to 1e-5).
+- **decoder** (8-bit weights): every weight MatMul, the tied LM head included, becomes ``MatMulNBits``
+  with symmetric 8-bit blocks of 32 (like GGUF's Q8_0) and int8 compute (accuracy level 4). The KV cache
+  and its interface are unchanged. 4-bit blocks (``--decoder-bits 4``, like the source GGUF's Q4_1) are
+  smaller and faster but, re-quantising the dequantised and LoRA-merged weights by rounding, follow the
+  float32 decoder's next token only 61% of the time (8-bit: 96%; bench/decoder_fidelity.py), so 8 bits
+  are the default.
 
     PYTHONPATH=onnx .venv/bin/python -m e2llm_offline.quantize --models models/default [--parts encoder decoder]
+        [--decoder-bits 8|4]
 
-adds the variants to an existing export (``make setup`` does not build them yet).
+adds the variants to an existing export (``make setup`` writes them during the export).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +43,7 @@ from .common import record_variants, save_onnx
 PARTS = ("encoder", "decoder")
 BLOCK = 32  # weights per quantisation block: the GGUF Q4_1 / Q8_0 block size
 ACCURACY_LEVEL = 4  # MatMulNBits computes with int8 activations quantised per block
+DECODER_BITS = 8  # measured: 4-bit rounding loses too much (module docstring)
 ENCODER_BLOCKWISE = (".ffn_out",)  # encoder MatMuls that get 8-bit blocks instead of dynamic int8
 
 
@@ -50,6 +59,8 @@ def _weight_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 
 def _blockwise(model: onnx.ModelProto, bits: int, symmetric: bool, exclude: Sequence[str]) -> onnx.ModelProto:
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)  # a line per node otherwise
 
     config = DefaultWeightOnlyQuantConfig(block_size=BLOCK, is_symmetric=symmetric, accuracy_level=ACCURACY_LEVEL,
                                           bits=bits)
@@ -77,28 +88,34 @@ def quantize_encoder(model: onnx.ModelProto) -> onnx.ModelProto:
         return onnx.load(target)
 
 
-def quantize_decoder(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The decoder's 4-bit weight-only variant (see the module's docstring)."""
+def quantize_decoder(model: onnx.ModelProto, bits: int = DECODER_BITS) -> onnx.ModelProto:
+    """The decoder's weight-only variant, 8-bit symmetric or 4-bit asymmetric blocks (see the module's
+    docstring)."""
     if not _weight_matmuls(model):
         raise ValueError("the decoder graph has no weight MatMul to quantise")
-    return _blockwise(model, bits=4, symmetric=False, exclude=())
+    if bits not in (4, 8):
+        raise ValueError(f"decoder bits must be 4 or 8, not {bits}")
+    return _blockwise(model, bits=bits, symmetric=bits == 8, exclude=())
 
 
-QUANTIZERS = {"encoder": quantize_encoder, "decoder": quantize_decoder}
-
-
-def write_variant(part: str, source: Path, progress=print) -> list[Path]:
+def write_variant(part: str, source: Path, progress=print, decoder_bits: int = DECODER_BITS) -> list[Path]:
     """Quantises the graph at ``source`` as ``part`` and writes its variant beside it; the files written."""
+    started = time.monotonic()
     progress(f"quantising {source.name}")
-    model = QUANTIZERS[part](onnx.load(source))
-    return save_onnx(model, source.parent / variant_name(source.name))
+    model = onnx.load(source)
+    model = quantize_encoder(model) if part == "encoder" else quantize_decoder(model, decoder_bits)
+    files = save_onnx(model, source.parent / variant_name(source.name))
+    megabytes = sum(f.stat().st_size for f in files) / 1e6
+    progress(f"{files[0].name}: {megabytes:.1f} MB in {time.monotonic() - started:.1f}s")
+    return files
 
 
-def add_variants(models_dir: Path, parts: Sequence[str] = PARTS, progress=print) -> dict:
+def add_variants(models_dir: Path, parts: Sequence[str] = PARTS, progress=print,
+                 decoder_bits: int = DECODER_BITS) -> dict:
     """Writes the quantised variants of ``parts`` beside an export and records them (``quantized_file``,
     sha256 in ``files``) in its manifest.json, rewritten atomically. Returns the new manifest."""
     def write(part: str, source: Path) -> list[Path]:
-        return write_variant(part, source, progress)
+        return write_variant(part, source, progress, decoder_bits)
 
     return record_variants(models_dir, parts, "quantized_file", write, "quantised", progress)
 
@@ -108,8 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, required=True, help="an exported models directory")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="which graphs (default: both)")
+    parser.add_argument("--decoder-bits", type=int, choices=(4, 8), default=DECODER_BITS,
+                        help="decoder weight bits (default 8; 4 is smaller but measurably less faithful)")
     args = parser.parse_args(argv)
-    add_variants(args.models, args.parts)
+    add_variants(args.models, args.parts, decoder_bits=args.decoder_bits)
     return 0
 
 

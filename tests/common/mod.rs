@@ -24,11 +24,14 @@ pub fn models_dir() -> PathBuf {
     dir
 }
 
+/// One engine per test binary on the float32 graphs: the reference the golden values were computed
+/// for (the quantised variants that `auto` runs on the CPU are tested against it in precision.rs).
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let mut options = EngineOptions::new(models_dir());
         options.threads = 2;
+        options.precision = Some(e2llm::runtime::Precision::Fp32);
         Engine::new(options).expect("engine loads")
     })
 }
