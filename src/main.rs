@@ -34,8 +34,8 @@ struct ModelArgs {
     /// Where inference runs: cpu, cuda (fails if CUDA is unavailable) or auto (CUDA if it works).
     #[arg(long, env = "E2LLM_DEVICE", value_enum, default_value_t = Device::Cpu, global = true)]
     device: Device,
-    /// Encoder and decoder precision: fp32, fp16 (their float16 variants), quantized (8-bit encoder,
-    /// 4-bit decoder weights; aliases int8, q4) or auto (the quantised variants on the CPU and the
+    /// Encoder and decoder precision: fp32, fp16 (their float16 variants), quantized (their 8-bit
+    /// variants, which `make setup` builds; aliases int8, quantised) or auto (the quantised variants on the CPU and the
     /// float16 ones under CUDA, where the models directory has them; float32 otherwise).
     #[arg(long, env = "E2LLM_PRECISION", value_enum, default_value_t = Precision::Auto, global = true)]
     precision: Precision,

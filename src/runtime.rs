@@ -49,7 +49,7 @@ impl Device {
 
 /// Numeric precision of the encoder and decoder graphs. A models directory may hold, beside each
 /// float32 graph, a float16 variant (for the GPU: `make setup GPU=1`) and a quantised one (for the CPU:
-/// 8-bit encoder, 4-bit decoder weights; `make setup` builds them). `Auto` runs the float16 variant
+/// 8-bit weights; `make setup` builds them). `Auto` runs the float16 variant
 /// under CUDA and the quantised one on the CPU when the directory has them, float32 otherwise (the
 /// encoder's quantised vectors are interchangeable with float32 ones: reports/quantized.md). `Fp16` and
 /// `Quantized` insist on their variants (an error names the missing file) on either provider; on the
@@ -62,7 +62,7 @@ pub enum Precision {
     Fp32,
     #[value(alias = "float16")]
     Fp16,
-    #[value(aliases = ["quantised", "int8", "q4"])]
+    #[value(aliases = ["quantised", "int8"])]
     Quantized,
     #[default]
     Auto,

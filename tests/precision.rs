@@ -42,7 +42,7 @@ fn auto_runs_fp16_under_cuda_and_quantized_on_cpu_when_the_variants_exist() {
     }
     assert_eq!(Precision::parse(" FP16 ").unwrap(), Fp16);
     assert_eq!(Precision::parse("float32").unwrap(), Fp32);
-    for alias in ["quantized", "quantised", "int8", "q4"] {
+    for alias in ["quantized", "quantised", "int8"] {
         assert_eq!(Precision::parse(alias).unwrap(), Quantized);
     }
     assert_eq!(Precision::parse("").unwrap(), Auto);
