@@ -115,7 +115,7 @@ check: $(VENV)/.installed
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 	$(VENV)/bin/ruff check onnx bench examples tests/python
-	$(CARGO) nextest run --release --locked --no-fail-fast -E 'kind(lib) | binary(store)'
+	$(CARGO) nextest run --release --locked --no-fail-fast -E 'kind(lib) | kind(bin) | binary(store)'
 	PYTHONPATH=onnx $(PY) -m pytest -q onnx/tests/test_lora.py onnx/tests/test_checkpoints.py
 
 test-rust:

@@ -1,0 +1,94 @@
+//! Arguments several subcommands share (models, answering) and JSON output.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use e2llm::ask::{
+    AskOptions, Mode, Retrieval, DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_SOFT_TOKENS, DEFAULT_MEMORY_CHUNKS,
+    DEFAULT_RETRIEVAL, DEFAULT_TOP_K,
+};
+use e2llm::engine::{default_models_dir, Engine, EngineOptions};
+use e2llm::runtime::{self, Device, Precision};
+use e2llm::Result;
+
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Models directory (written by `make setup`).
+    #[arg(long, env = "E2LLM_MODELS", global = true)]
+    pub models: Option<PathBuf>,
+    /// Where inference runs: cpu, cuda (fails if CUDA is unavailable) or auto (CUDA if it works).
+    #[arg(long, env = "E2LLM_DEVICE", value_enum, default_value_t = Device::Cpu, global = true)]
+    pub device: Device,
+    /// Encoder and decoder precision: fp32, fp16 (their float16 variants), quantized (their 8-bit
+    /// variants, which `make setup` builds; aliases int8, quantised) or auto (the quantised variants on
+    /// the CPU and the float16 ones under CUDA, where the models directory has them; float32 otherwise).
+    #[arg(long, env = "E2LLM_PRECISION", value_enum, default_value_t = Precision::Auto, global = true)]
+    pub precision: Precision,
+    /// Inference threads (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+}
+
+impl ModelArgs {
+    pub fn engine(&self) -> Result<Engine> {
+        let threads = self.threads.unwrap_or_else(runtime::available_threads).max(1);
+        if self.threads.is_some() {
+            // Size rayon's pool to match (ignored if it was already built).
+            let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+        }
+        Engine::new(EngineOptions {
+            models_dir: self.models.clone().unwrap_or_else(default_models_dir),
+            device: self.device,
+            precision: Some(self.precision),
+            threads,
+        })
+    }
+}
+
+/// How questions are answered: shared by `ask` and `eval`.
+#[derive(Args, Clone)]
+pub struct AnswerArgs {
+    #[arg(long, value_enum, default_value_t = Mode::Rag)]
+    pub mode: Mode,
+    #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
+    pub max_new_tokens: usize,
+    /// Chunks retrieved by rag and hybrid.
+    #[arg(long, default_value_t = DEFAULT_TOP_K)]
+    pub top_k: usize,
+    /// How rag and hybrid choose chunks: cosine (dense), BM25 (lexical) or both fused.
+    #[arg(long, value_enum, default_value_t = DEFAULT_RETRIEVAL)]
+    pub retrieval: Retrieval,
+    /// Soft tokens at most in compressed and hybrid: longer documents' chunk vectors are averaged
+    /// in runs of consecutive chunks.
+    #[arg(long, default_value_t = DEFAULT_MAX_SOFT_TOKENS)]
+    pub max_soft_tokens: usize,
+    /// Chunks whose memory rcc reads at most (more: chosen by retrieval).
+    #[arg(long, default_value_t = DEFAULT_MEMORY_CHUNKS)]
+    pub memory_chunks: usize,
+    /// Keep generating past the first line break (answers stop at the end of their first line).
+    #[arg(long)]
+    pub multiline: bool,
+    /// Extractive decoding: the answer is copied from the retrieved or full text (rag, hybrid, full).
+    #[arg(long)]
+    pub extractive: bool,
+}
+
+impl AnswerArgs {
+    pub fn options(&self) -> AskOptions {
+        AskOptions {
+            mode: self.mode,
+            max_new_tokens: self.max_new_tokens,
+            top_k: self.top_k,
+            retrieval: self.retrieval,
+            max_soft_tokens: self.max_soft_tokens,
+            memory_chunks: self.memory_chunks,
+            stop_at_newline: !self.multiline,
+            extractive: self.extractive,
+            ..AskOptions::default()
+        }
+    }
+}
+
+pub fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("values serialise"));
+}
