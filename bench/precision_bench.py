@@ -60,7 +60,8 @@ def bench_compress(workdir: Path, runs: int, threads: int, count: int) -> dict:
 
 
 def document(workdir: Path, decoder_tokens: int) -> Path:
-    """A document of about `decoder_tokens` decoder tokens, compressed into its own database."""
+    """A document of about `decoder_tokens` decoder tokens, compressed into its own database (its id
+    there is the path)."""
     words = []
     for _, text in speeches(80, skip=120):
         words += text.split()
@@ -75,7 +76,7 @@ def document(workdir: Path, decoder_tokens: int) -> Path:
 
 def e2llm_decoder(workdir: Path, doc: Path, precision: str, threads: int, new_tokens: int) -> tuple[dict, list[int]]:
     db = doc.with_suffix(".db")
-    answer, peak = run_json(["ask", "--db", str(db), "--doc", doc.name, "--mode", "full", "--json", "--show-prompt",
+    answer, peak = run_json(["ask", "--db", str(db), "--doc", str(doc), "--mode", "full", "--json", "--show-prompt",
                              "--multiline", "--max-new-tokens", str(new_tokens), "--threads", str(threads),
                              "--precision", precision, QUESTION])
     ids = [t for piece in answer["prompt"] for t in piece.get("tokens", [])]
@@ -142,14 +143,14 @@ def bench_first_answer(workdir: Path, runs: int, threads: int) -> dict:
     for precision in PRECISIONS:
         cli, sql = [], []
         for _ in range(runs):
-            answer, peak = run_json(["ask", "--db", str(db), "--doc", doc.name, "--mode", "compressed", "--json",
+            answer, peak = run_json(["ask", "--db", str(db), "--doc", str(doc), "--mode", "compressed", "--json",
                                      "--threads", str(threads), "--precision", precision, "Who is mentioned first?"])
             cli.append({"load_ms": answer["load_ms"], "ttft_ms": answer["ttft_ms"], "total_ms": answer["total_ms"],
                         "peak_rss_mib": peak / 1024})
             env = dict(os.environ, E2LLM_MODELS=str(MODELS), E2LLM_PRECISION=precision)  # SQL: all cores
             began = time.perf_counter()
             result = subprocess.run(["sqlite3", str(db), f".load {extension}",
-                                     f"SELECT e2llm_ask('{doc.name}', 'Who is mentioned first?', "
+                                     f"SELECT e2llm_ask('{doc}', 'Who is mentioned first?', "
                                      "'{\"mode\":\"compressed\"}');"], capture_output=True, text=True, env=env)
             if result.returncode != 0 or not result.stdout.strip():
                 raise RuntimeError(f"sqlite3 e2llm_ask failed: {result.stderr}")
