@@ -114,6 +114,7 @@ def save_onnx(model: onnx.ModelProto, path: Path, external_data: bool | None = N
     # file itself is renamed into place last, and the manifest is written after both.
     onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
                     location=data_name, size_threshold=1024)
+    os.chmod(data_tmp, os.stat(tmp).st_mode & 0o777)  # onnx creates it 0600; readable like the graph file
     os.replace(tmp, path)
     return [path, path.with_name(data_name)]
 
