@@ -134,36 +134,31 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
         record([path])
 
     prompt = json.loads(prompt_path.read_text())
-    variants: dict[str, str] = {}
+    # The variants written beside the float32 graphs: manifest key -> {graph file: variant file}.
+    variants: dict[str, dict[str, str]] = {"fp16_file": {}, "quantized_file": {}}
 
-    def remove_stale(name: str) -> None:
-        for stale in (out / name, out / (name + ".data")):
-            stale.unlink(missing_ok=True)
+    def variant(key: str, wanted: bool, file_name: str, name: str, write) -> None:
+        """Writes a variant (``write()`` returns its files) and records it under ``key``, or removes a stale one."""
+        if wanted:
+            record(write())
+            variants[key][file_name] = name
+        else:
+            for stale in (out / name, out / (name + ".data")):
+                stale.unlink(missing_ok=True)
 
     def write_fp16_variant(model, part: str, file_name: str) -> None:
-        """The float16 variant of ``file_name`` when ``part`` is in ``fp16``; a stale one is removed."""
+        """The float16 variant of ``file_name`` when ``part`` is in ``fp16``."""
         from .fp16 import variant_name, write_variant
 
         name = variant_name(file_name)
-        if part in fp16:
-            record(write_variant(model, out / name, progress))
-            variants[file_name] = name
-        else:
-            remove_stale(name)
-
-    quantized: dict[str, str] = {}
+        variant("fp16_file", part in fp16, file_name, name, lambda: write_variant(model, out / name, progress))
 
     def write_quantized_variant(part: str, file_name: str) -> None:
-        """The quantised variant of the saved graph ``file_name`` when ``part`` is in ``quantize``; a stale
-        one is removed."""
+        """The quantised variant of the saved graph ``file_name`` when ``part`` is in ``quantize``."""
         from .quantize import variant_name, write_variant
 
-        name = variant_name(file_name)
-        if part in quantize:
-            record(write_variant(part, out / file_name, progress))
-            quantized[file_name] = name
-        else:
-            remove_stale(name)
+        variant("quantized_file", part in quantize, file_name, variant_name(file_name),
+                lambda: write_variant(part, out / file_name, progress))
 
     # Encoder ---------------------------------------------------------------------------------------
     default_encoder = encoder_dir is None
@@ -280,8 +275,7 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
             "file": "encoder.onnx", "tokenizer": "encoder_tokenizer.json", "source": encoder_source,
             "dim": encoder_config.hidden, "max_positions": encoder_config.max_positions, "pooling": pooling,
             "normalized": True, "fingerprint": encoder_fingerprint,
-            **({"fp16_file": variants["encoder.onnx"]} if "encoder.onnx" in variants else {}),
-            **({"quantized_file": quantized["encoder.onnx"]} if "encoder.onnx" in quantized else {}),
+            **{key: of["encoder.onnx"] for key, of in variants.items() if "encoder.onnx" in of},
         },
         "decoder": {
             "file": "decoder.onnx", "embed_file": "embed.onnx", "tokenizer": "decoder_tokenizer.json",
@@ -290,8 +284,7 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
             "context_length": c.context_length, "eos_token_ids": ckpt.eos_token_ids,
             "fingerprint": decoder_fingerprint, "base_fingerprint": base_fingerprint,
             **({"lora": lora_entry} if lora_entry else {}),
-            **({"fp16_file": variants["decoder.onnx"]} if "decoder.onnx" in variants else {}),
-            **({"quantized_file": quantized["decoder.onnx"]} if "decoder.onnx" in quantized else {}),
+            **{key: of["decoder.onnx"] for key, of in variants.items() if "decoder.onnx" in of},
         },
         "adapter": adapter_entry,
         **({"rcc": rcc_entry} if rcc_entry else {}),
