@@ -10,7 +10,15 @@ import json
 import sys
 import time
 
+import llama_cpp
+import numpy as np
 from llama_cpp import Llama
+
+
+def last_logits(llm: Llama) -> np.ndarray:
+    """The logits of the last evaluated position (llama.cpp keeps only those without logits_all)."""
+    pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+    return np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
 
 
 def main() -> None:
@@ -21,11 +29,11 @@ def main() -> None:
     began = time.perf_counter()
     llm.eval(ids)  # prefill, in batches of n_batch like llama.cpp's own tools
     prefill = time.perf_counter() - began
-    token = int(llm.scores[llm.n_tokens - 1].argmax())
+    token = int(last_logits(llm).argmax())
     began = time.perf_counter()
     for _ in range(new_tokens - 1):  # greedy, one token per step through the KV cache
         llm.eval([token])
-        token = int(llm.scores[llm.n_tokens - 1].argmax())
+        token = int(last_logits(llm).argmax())
     decode = time.perf_counter() - began
     print(json.dumps({"prompt_tokens": len(ids), "prefill_tokens_per_s": len(ids) / prefill,
                       "decode_tokens_per_s": (new_tokens - 1) / decode, "generated": new_tokens}))
