@@ -97,14 +97,22 @@ fn missing_or_corrupt_model_files_are_sql_errors() {
     let rag = "SELECT e2llm_ask('harbour.txt', 'When did the harbour open?', '{\"max_new_tokens\": 2}');";
     let compressed =
         "SELECT e2llm_ask('harbour.txt', 'When did the harbour open?', '{\"mode\": \"compressed\", \"max_new_tokens\": 2}');";
-    // (file, its broken contents or None to delete it, the call, what the error must say)
-    let cases: [(&str, Option<Vec<u8>>, &str, &str); 4] = [
-        ("decoder.onnx", Some(head_of("decoder.onnx", 1 << 16)), rag, "make setup"),
-        ("decoder.onnx", Some(garbled), rag, "make setup"),
-        ("decoder_tokenizer.json", Some(tokenizer), rag, "tokenizer"),
-        ("adapter.onnx", None, compressed, "absent"),
+    // (file, its broken contents or None to delete it, the call, what the error must say, the precision
+    // that loads that file: auto runs the quantised decoder on the CPU, fp32 the float32 graph)
+    let cases: [(&str, Option<Vec<u8>>, &str, &str, &str); 5] = [
+        ("decoder.onnx", Some(head_of("decoder.onnx", 1 << 16)), rag, "make setup", "fp32"),
+        ("decoder.onnx", Some(garbled), rag, "make setup", "fp32"),
+        (
+            "decoder.quantized.onnx.data",
+            Some(head_of("decoder.quantized.onnx.data", 1 << 16)),
+            rag,
+            "make setup",
+            "auto",
+        ),
+        ("decoder_tokenizer.json", Some(tokenizer), rag, "tokenizer", "auto"),
+        ("adapter.onnx", None, compressed, "absent", "auto"),
     ];
-    for (i, (name, contents, sql, reason)) in cases.iter().enumerate() {
+    for (i, (name, contents, sql, reason, precision)) in cases.iter().enumerate() {
         let case_dir = dir.path().join(format!("case{i}"));
         std::fs::create_dir(&case_dir).unwrap();
         let models = linked_models(&case_dir);
@@ -112,8 +120,13 @@ fn missing_or_corrupt_model_files_are_sql_errors() {
             Some(bytes) => replace_with(&models, name, bytes),
             None => std::fs::remove_file(models.join(name)).unwrap(),
         }
-        let broken = models.join(name);
-        let env = [("E2LLM_MODELS", Some(models.as_os_str())), ("ORT_DYLIB_PATH", Some(library.as_os_str()))];
+        // A broken weights side file is reported with the graph that refers to it.
+        let broken = models.join(name.strip_suffix(".data").unwrap_or(name));
+        let env = [
+            ("E2LLM_MODELS", Some(models.as_os_str())),
+            ("ORT_DYLIB_PATH", Some(library.as_os_str())),
+            ("E2LLM_PRECISION", Some(std::ffi::OsStr::new(precision))),
+        ];
         assert_sql_error(&db, sql, &env, &[broken.to_str().unwrap(), reason]);
     }
     let decoder = std::fs::metadata(common::models_dir().join("decoder.onnx")).unwrap().len();
