@@ -99,7 +99,8 @@ fn missing_or_corrupt_model_files_are_sql_errors() {
         "SELECT e2llm_ask('harbour.txt', 'When did the harbour open?', '{\"mode\": \"compressed\", \"max_new_tokens\": 2}');";
     // (file, its broken contents or None to delete it, the call, what the error must say, the precision
     // that loads that file: auto runs the quantised decoder on the CPU, fp32 the float32 graph)
-    let cases: [(&str, Option<Vec<u8>>, &str, &str, &str); 5] = [
+    type Case<'a> = (&'a str, Option<Vec<u8>>, &'a str, &'a str, &'a str);
+    let cases: [Case; 5] = [
         ("decoder.onnx", Some(head_of("decoder.onnx", 1 << 16)), rag, "make setup", "fp32"),
         ("decoder.onnx", Some(garbled), rag, "make setup", "fp32"),
         (
