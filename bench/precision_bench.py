@@ -137,6 +137,8 @@ def bench_decoder(workdir: Path, runs: int, threads: int, new_tokens: int, llama
 def bench_first_answer(workdir: Path, runs: int, threads: int) -> dict:
     """`ask --mode compressed` and `SELECT e2llm_ask(...)` in fresh processes, per precision."""
     doc = workdir / "doc2048.txt"
+    if not doc.exists():  # bench_decoder made it unless its sizes changed
+        doc = document(workdir, 2048)
     db = doc.with_suffix(".db")
     extension = ROOT / "target" / "release" / "libe2llm"
     out: dict = {}
