@@ -74,7 +74,7 @@ def document(workdir: Path, decoder_tokens: int) -> Path:
     return path
 
 
-def e2llm_decoder(workdir: Path, doc: Path, precision: str, threads: int, new_tokens: int) -> tuple[dict, list[int]]:
+def e2llm_decoder(doc: Path, precision: str, threads: int, new_tokens: int) -> tuple[dict, list[int]]:
     db = doc.with_suffix(".db")
     answer, peak = run_json(["ask", "--db", str(db), "--doc", str(doc), "--mode", "full", "--json", "--show-prompt",
                              "--multiline", "--max-new-tokens", str(new_tokens), "--threads", str(threads),
@@ -113,7 +113,7 @@ def bench_decoder(workdir: Path, runs: int, threads: int, new_tokens: int, llama
         samples: dict[str, list[dict]] = {p: [] for p in [*PRECISIONS, *(["llama.cpp"] if llama_python else [])]}
         for run in range(runs):
             for precision in PRECISIONS:
-                row, ids = e2llm_decoder(workdir, doc, precision, threads, new_tokens)
+                row, ids = e2llm_decoder(doc, precision, threads, new_tokens)
                 samples[precision].append(row)
                 progress(f"decoder {precision} at {row['prompt_tokens']} tokens, run {run + 1}: prefill "
                          f"{row['prefill_tokens_per_s']:.0f} tok/s, decode {row['decode_tokens_per_s'] or 0:.1f} tok/s")
