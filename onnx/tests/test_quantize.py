@@ -66,7 +66,8 @@ def test_encoder_vectors_close_to_float32(models_dir: Path) -> None:
     quantized = quantize_encoder(onnx.load(str(models_dir / "encoder.onnx")))
     assert _interface(quantized) == _interface(model)
     ops = Counter(n.op_type for n in quantized.graph.node)
-    assert ops["MatMulNBits"] == 6 and ops["DynamicQuantizeMatMul"] + ops["MatMulInteger"] > 0, ops
+    assert ops["MatMulNBits"] == sum(1 for n in model.graph.node if n.op_type == "MatMul" and
+                                     n.input[1] in {t.name for t in model.graph.initializer}), ops
     tokenizer = Tokenizer.from_file(str(models_dir / "encoder_tokenizer.json"))
     reference, fast = session_from_model(model), session_from_model(quantized)
 
@@ -80,11 +81,14 @@ def test_encoder_vectors_close_to_float32(models_dir: Path) -> None:
     rows = [tokenizer.encode(t).ids for t in GOLDEN_SENTENCES]
     a = embed(reference, rows)
     alone = np.concatenate([embed(fast, [row]) for row in rows])  # how `ask` embeds a question
-    together = embed(fast, rows)  # one batch of very different lengths: the worst case for the activation scale
+    together = embed(fast, rows)  # one batch of very different lengths
     print(f"\nencoder quantised vs fp32, smallest cosine over {len(rows)} sentences: alone "
-          f"{cosine(a, alone).min():.4f}, in one padded batch {cosine(a, together).min():.4f}")
-    assert cosine(a, alone).min() >= 0.99
-    assert cosine(a, together).min() >= 0.98
+          f"{cosine(a, alone).min():.4f}, in one padded batch {cosine(a, together).min():.4f}; "
+          f"alone vs batched {cosine(alone, together).min():.5f}")
+    assert cosine(a, alone).min() >= 0.99 and cosine(a, together).min() >= 0.99
+    # Activations are quantised per row and block, so neighbours do not move a vector; only the kernel's
+    # row tiling does, a little (dynamic int8, scaled per call, moved vectors to cosine 0.98).
+    assert cosine(alone, together).min() >= 0.998
 
 
 def test_export_writes_them_by_default_and_the_cli_adds_them(tmp_path: Path, encoder_dir: Path) -> None:

@@ -1,5 +1,10 @@
 """The PySpark example maps `e2llm compress --out` over 4 Parquet shards, and `e2llm import` loads
-the results: the database holds every document, exactly as a single-machine run would."""
+the results: the database holds every document, exactly as a single-machine run would.
+
+Exactly means: same documents, chunks and offsets, and vectors as batch-invariant as the encoder variant
+is. The float32 graph gives a chunk the same vector whatever its batch neighbours (to 1e-5); the quantised
+graph scales its int8 activations per call, so a vector moves slightly with its batch (cosine >= 0.99, the
+contract onnx/e2llm_offline/quantize.py documents)."""
 
 import json
 import os
@@ -10,11 +15,14 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from conftest import BIN, CORPUS, MODELS, ROOT
 
 
-def test_spark_compresses_shards_and_import_merges_them(e2llm, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "quantized"])
+def test_spark_compresses_shards_and_import_merges_them(e2llm, tmp_path, monkeypatch, precision):
+    monkeypatch.setenv("E2LLM_PRECISION", precision)
     shards = tmp_path / "shards"
     shards.mkdir()
     files = sorted(CORPUS.iterdir())
@@ -35,7 +43,7 @@ def test_spark_compresses_shards_and_import_merges_them(e2llm, tmp_path):
     assert report["shards"] == 4 and report["failed"] == 0
 
     # Same documents, chunks and vectors as one machine compressing the same inputs into a database.
-    # Vectors agree to batch invariance (1e-5), not bit for bit: the batches hold other neighbours.
+    # Vectors agree to the variant's batch invariance, not bit for bit: the batches hold other neighbours.
     single = tmp_path / "single.db"
     e2llm("compress", "--db", single, *[shards / f"shard-{i}.parquet" for i in range(4)])
     query = ("SELECT doc_id, seq, text, token_start, token_end, byte_start, byte_end, vector "
@@ -46,4 +54,9 @@ def test_spark_compresses_shards_and_import_merges_them(e2llm, tmp_path):
     assert [r[:-1] for r in rows_a] == [r[:-1] for r in rows_b]
     va = np.stack([np.frombuffer(r[-1], "<f4") for r in rows_a])
     vb = np.stack([np.frombuffer(r[-1], "<f4") for r in rows_b])
-    assert np.abs(va - vb).max() < 1e-5
+    if precision == "fp32":
+        assert np.abs(va - vb).max() < 1e-5
+    else:
+        cosine = (va * vb).sum(1) / np.linalg.norm(va, axis=1) / np.linalg.norm(vb, axis=1)
+        print(f"smallest cosine between the two runs: {cosine.min():.5f}")
+        assert cosine.min() >= 0.998, cosine.min()
