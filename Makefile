@@ -32,7 +32,7 @@ export LD_LIBRARY_PATH := $(CURDIR)/$(GPU_RUNTIME)$(if $(LD_LIBRARY_PATH),:$(LD_
 setup: runtime-gpu fp16
 endif
 
-.PHONY: check setup venv venv-dist venv-data venv-llama models fp16 runtime-gpu env build ext sqlite3-shell demo bench train train-rcc train-data eval-adapter eval tune niah lint test test-rust test-python clean
+.PHONY: check setup venv venv-dist venv-data venv-llama models fp16 runtime-gpu env build ext sqlite3-shell host-python chromium wheel demo bench train train-rcc train-data eval-adapter eval tune niah lint test test-rust test-python clean
 
 setup: models build
 
@@ -93,6 +93,21 @@ target/release/libe2llm.so: $(wildcard src/*.rs sqlite-ext/src/*.rs) Cargo.toml 
 sqlite3-shell:
 	command -v sqlite3 >/dev/null || (apt-get update -qq && apt-get install -y -qq sqlite3)
 
+# The wheel's tests need a Python whose sqlite3 loads extensions (Debian's does; pyenv's does not).
+host-python:
+	/usr/bin/python3 -c 'import sqlite3, ensurepip; sqlite3.Connection.enable_load_extension' 2>/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq python3 python3-venv)
+
+# Headless Chromium drives Datasette in tests/python/test_datasette.py (Debian package).
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+# The Python package (python/README.md): extension, CLI, ONNX Runtime and adapter weights in one wheel,
+# written from the artifacts above (no second Rust build) into dist/.
+wheel: setup ext
+	command -v strip >/dev/null || (apt-get update -qq && apt-get install -y -qq binutils)
+	$(PY) python/build_wheel.py --out dist
+
 demo: setup ext sqlite3-shell
 	mkdir -p data
 	$(BIN) compress --db $(DEMO_DB) examples/sotu
@@ -102,19 +117,19 @@ demo: setup ext sqlite3-shell
 	$(BIN) info --db $(DEMO_DB)
 	bash examples/demo_questions.sh $(BIN) $(DEMO_DB) target/release/libe2llm
 
-test: setup ext sqlite3-shell lint test-rust test-python
+test: setup ext sqlite3-shell host-python chromium wheel lint test-rust test-python
 
 lint: $(VENV)/.installed
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
-	$(VENV)/bin/ruff check onnx bench examples tests/python
+	$(VENV)/bin/ruff check onnx bench examples tests/python python
 
 # The fast loop: formatting, lints (Rust and Python) and the tests that need no models (unit tests in
 # src/, storage and Parquet tests, the offline pipeline's tiny-model tests). `make test` runs everything.
 check: $(VENV)/.installed
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
-	$(VENV)/bin/ruff check onnx bench examples tests/python
+	$(VENV)/bin/ruff check onnx bench examples tests/python python
 	$(CARGO) nextest run --release --locked --no-fail-fast -E 'kind(lib) | kind(bin) | binary(store)'
 	PYTHONPATH=onnx $(PY) -m pytest -q onnx/tests/test_lora.py onnx/tests/test_checkpoints.py
 
@@ -136,6 +151,7 @@ $(VENV)/.installed-data: $(VENV)/.installed requirements-data.txt
 bench: setup venv-data ext sqlite3-shell venv-llama
 	$(PY) bench/bench.py --runs 3
 	$(PY) bench/precision_bench.py --runs 3 --llama-python $(LLAMA_VENV)/bin/python
+	$(PY) bench/host_load.py
 
 # llama.cpp (llama-cpp-python, compiled from source for this CPU) for precision_bench.py's side-by-side
 # decoder numbers, in a venv of its own so that the project's venv stays free of it.

@@ -119,6 +119,11 @@ def main() -> None:
                 cell["prompt_tokens"] = max(cell["prompt_tokens"], r["prompt_tokens"])
                 cell["retrieved"] += int(needle_retrieved(connection, q, r["chunks"]))
             result = {"recall": sum(int(r["contained"] > 0) for r in rows) / len(rows), "grid": grid}
+            # What a missed needle got instead (the first few): tells a reading error from a retrieval miss.
+            result["misses"] = [{"length": q["length"], "depth": q["depth"], "question": q["question"],
+                                 "expected": q["answers"][0], "answer": r["prediction"],
+                                 "retrieved": needle_retrieved(connection, q, r["chunks"])}
+                                for q, r in zip(questions, rows) if r["contained"] <= 0][:12]
             if mode in RETRIEVING:
                 result["retrieved"] = sum(c["retrieved"] for c in grid.values()) / len(rows)
             report["modes"][mode] = result

@@ -3,6 +3,7 @@
 
 import os
 import pathlib
+import re
 import subprocess
 
 import pytest
@@ -11,6 +12,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = ROOT / "target" / "release" / "e2llm"
 MODELS = pathlib.Path(os.environ.get("E2LLM_MODELS", ROOT / "models" / "default"))
 CORPUS = ROOT / "examples" / "sotu"
+VERSION = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.MULTILINE).group(1)
+WHEEL = ROOT / "dist" / f"e2llm-{VERSION}-py3-none-linux_x86_64.whl"
+
+
+@pytest.fixture(scope="session")
+def wheel() -> pathlib.Path:
+    """The wheel `make wheel` built (the Python package users install)."""
+    assert WHEEL.is_file(), f"{WHEEL} missing: run `make wheel` (make test does)"
+    return WHEEL
 
 
 @pytest.fixture(scope="session")
