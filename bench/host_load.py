@@ -5,7 +5,10 @@ Checks 0 errors and answers identical to the single-threaded run; reports throug
 p50/p95 latency of each. Models load once per process (a warm-up question before either run). Python's
 sqlite3 releases the GIL while a statement runs, so the threads really are concurrent in the extension.
 
-    eval "$(make -s env)"; .venv/bin/python bench/host_load.py [--threads 8] [--questions 10] [--connections 4]
+    eval "$(make -s env)"; /usr/bin/python3 bench/host_load.py [--threads 8] [--questions 10] [--connections 4]
+
+Standard library only: it needs a Python whose sqlite3 loads extensions (Debian's; the project venv's
+pyenv Python cannot), so it does not import the other bench modules.
 
 Writes reports/host_load.json and reports/host_load.md.
 """
@@ -17,13 +20,15 @@ import json
 import os
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from bench import ROOT, progress, run_json
-
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(os.environ.get("E2LLM_BIN", ROOT / "target" / "release" / "e2llm"))
 EXTENSION = ROOT / "target" / "release" / "libe2llm.so"
 DOCS = ["1941-Roosevelt-1.txt", "1790-Washington-1.txt", "1823-Monroe-1.txt", "2002-Bush-1.txt"]
 QUESTIONS = [
@@ -32,6 +37,10 @@ QUESTIONS = [
     "What is said about the economy?", "Which freedoms are mentioned?", "What is said about the army?",
     "How does the address end?",
 ]
+
+
+def progress(message: str) -> None:
+    print(f"[host_load {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def connect(db: Path) -> sqlite3.Connection:
@@ -142,7 +151,7 @@ def main() -> None:
         for name in DOCS:
             (docs / name).write_text((ROOT / "examples" / "sotu" / name).read_text())
         db = Path(tmp) / "docs.db"
-        run_json(["compress", "--db", str(db), str(docs), "--json"])
+        subprocess.run([str(BIN), "compress", "--db", str(db), str(docs)], check=True, capture_output=True)
         conns = [connect(db) for _ in range(args.connections)]
         ask(conns[0], DOCS[0], QUESTIONS[0], options)  # loads the models
         progress("one thread")
