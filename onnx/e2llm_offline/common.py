@@ -140,6 +140,15 @@ def rcc_fingerprint(decoder_fingerprint: str, lora_sha256: str, ratio: int) -> s
     return hashlib.sha256(f"{decoder_fingerprint}+rcc:{lora_sha256}:ratio={ratio}".encode()).hexdigest()
 
 
+def variant_file(file_name: str, kind: str) -> str:
+    """A variant's file name: ``encoder.onnx`` -> ``encoder.fp16.onnx`` / ``encoder.quantized.onnx`` (``kind``).
+    The one definition on the Python side; the Rust runtime reads the name from the manifest and builds
+    it only to name a missing file in an error (onnx/FORMAT.md)."""
+    if kind not in ("fp16", "quantized"):
+        raise ValueError(f"unknown variant kind {kind!r}")
+    return f"{file_name.removesuffix('.onnx')}.{kind}.onnx"
+
+
 def record_variants(models_dir: Path, parts, key: str, write, label: str, progress=print) -> dict:
     """Writes a variant of each of an export's ``parts`` (``write(part, source_graph)`` returns the files it
     wrote, the graph first) and records it under ``key`` (and every file's sha256) in its manifest.json,

@@ -32,7 +32,7 @@ from .adapter import build_adapter, load_adapter_weights
 from .common import (DECODER_DISTRIBUTION, ENCODER_DISTRIBUTION, atomic_write_text, default_decoder_gguf,
                      default_encoder_dir, distribution_version, lora_fingerprint, save_onnx, sha256_file,
                      RCC_MAX_SEGMENT_TOKENS, rcc_fingerprint,
-                     sha256_of)
+                     sha256_of, variant_file)
 from .decoder import (DecoderCheckpoint, build_decoder, build_embed, load_gguf, load_hf, load_lora, rope_inv_freq,
                       with_lora)
 from .encoder import build_encoder, encoder_tokenizer_json, load_encoder_config, pooling_mode
@@ -148,16 +148,16 @@ def export(out: Path, decoder_gguf: Path | None, decoder_hf: Path | None, encode
 
     def write_fp16_variant(model, part: str, file_name: str) -> None:
         """The float16 variant of ``file_name`` when ``part`` is in ``fp16``."""
-        from .fp16 import variant_name, write_variant
+        from .fp16 import write_variant
 
-        name = variant_name(file_name)
+        name = variant_file(file_name, "fp16")
         variant("fp16_file", part in fp16, file_name, name, lambda: write_variant(model, out / name, progress))
 
     def write_quantized_variant(part: str, file_name: str) -> None:
         """The quantised variant of the saved graph ``file_name`` when ``part`` is in ``quantize``."""
-        from .quantize import variant_name, write_variant
+        from .quantize import write_variant
 
-        variant("quantized_file", part in quantize, file_name, variant_name(file_name),
+        variant("quantized_file", part in quantize, file_name, variant_file(file_name, "quantized"),
                 lambda: write_variant(part, out / file_name, progress))
 
     # Encoder ---------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .common import record_variants, save_onnx
+from .common import record_variants, save_onnx, variant_file
 from .graph import FLOAT32_NODES_KEY, check
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -216,12 +216,6 @@ def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Conversion]:
     return result, conversion
 
 
-def variant_name(file_name: str) -> str:
-    """``encoder.onnx`` -> ``encoder.fp16.onnx`` (the Rust side names a missing variant the same way)."""
-    stem = file_name[: -len(".onnx")] if file_name.endswith(".onnx") else file_name
-    return f"{stem}.fp16.onnx"
-
-
 def write_variant(model: onnx.ModelProto, path: Path, progress=print) -> list[Path]:
     """Converts ``model`` and saves it at ``path`` (checked); returns the files written."""
     started = time.monotonic()
@@ -240,7 +234,7 @@ def add_variants(models_dir: Path, parts: Sequence[str] = PARTS, progress=print)
         if not float32_nodes(model):
             raise SystemExit(f"{source} predates the float32 markers that keep its overflow-prone nodes out of "
                              "float16: re-export it first (`make setup`)")
-        return write_variant(model, source.parent / variant_name(source.name), progress)
+        return write_variant(model, source.parent / variant_file(source.name, "fp16"), progress)
 
     return record_variants(models_dir, parts, "fp16_file", write, "float16", progress)
 

@@ -37,18 +37,13 @@ from pathlib import Path
 
 import onnx
 
-from .common import record_variants, save_onnx
+from .common import record_variants, save_onnx, variant_file
 
 PARTS = ("encoder", "decoder")
 BLOCK = 32  # decoder weights per quantisation block: the GGUF Q4_1 / Q8_0 block size
 ENCODER_BLOCK = 128  # measured: 1.33x fp32 at min cosine 0.998 (blocks of 32: 1.15x, 0.9993)
 ACCURACY_LEVEL = 4  # MatMulNBits computes with int8 activations quantised per block
 DECODER_BITS = 8  # measured: 4-bit rounding loses too much (module docstring)
-
-
-def variant_name(file_name: str) -> str:
-    """``encoder.onnx`` -> ``encoder.quantized.onnx`` (the Rust side names it the same way)."""
-    return f"{file_name.removesuffix('.onnx')}.quantized.onnx"
 
 
 def _weight_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -94,7 +89,7 @@ def write_variant(part: str, source: Path, progress=print, decoder_bits: int = D
     model = quantize_encoder(model) if part == "encoder" else quantize_decoder(model, decoder_bits)
     # Weights in a side file: ONNX Runtime maps it instead of copying the weights out of a parsed
     # protobuf, which kept ~50 MiB more at the peak of loading the decoder (`ask` 445 vs 389 MiB).
-    files = save_onnx(model, source.parent / variant_name(source.name), external_data=True)
+    files = save_onnx(model, source.parent / variant_file(source.name, "quantized"), external_data=True)
     megabytes = sum(f.stat().st_size for f in files) / 1e6
     progress(f"{files[0].name}: {megabytes:.1f} MB in {time.monotonic() - started:.1f}s")
     return files

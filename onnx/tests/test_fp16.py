@@ -18,10 +18,11 @@ import pytest
 from onnx import TensorProto, numpy_helper
 from tokenizers import Tokenizer
 
+from e2llm_offline.common import variant_file
 from e2llm_offline.decoder import build_decoder, build_embed, load_hf
 from e2llm_offline.export import GOLDEN_SENTENCES, export
 from e2llm_offline.export import main as export_main
-from e2llm_offline.fp16 import FP16_MAX, add_variants, float32_nodes, main as fp16_main, to_fp16, variant_name
+from e2llm_offline.fp16 import FP16_MAX, add_variants, float32_nodes, main as fp16_main, to_fp16
 from e2llm_offline.graph import FLOAT, GraphBuilder, check
 from helpers import empty_cache, pad_batch, run_decoder, session_from_model
 from tiny import write_hf_checkpoint
@@ -87,8 +88,8 @@ def test_unmarked_graphs_convert_whole() -> None:
 
 
 def test_variant_name() -> None:
-    assert variant_name("encoder.onnx") == "encoder.fp16.onnx"
-    assert variant_name("decoder.onnx") == "decoder.fp16.onnx"
+    assert variant_file("encoder.onnx", "fp16") == "encoder.fp16.onnx"
+    assert variant_file("decoder.onnx", "fp16") == "decoder.fp16.onnx"
 
 
 def test_tiny_decoder_logits_and_cache(tmp_path: Path) -> None:

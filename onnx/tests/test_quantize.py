@@ -16,7 +16,8 @@ from e2llm_offline.decoder import build_decoder, build_embed, load_hf
 from e2llm_offline.export import GOLDEN_SENTENCES
 from e2llm_offline.export import main as export_main
 from e2llm_offline.quantize import main as quantize_main
-from e2llm_offline.quantize import quantize_decoder, quantize_encoder, variant_name
+from e2llm_offline.common import variant_file
+from e2llm_offline.quantize import quantize_decoder, quantize_encoder
 from helpers import empty_cache, pad_batch, run_decoder, session_from_model
 from tiny import write_hf_checkpoint
 
@@ -26,8 +27,10 @@ def _interface(model: onnx.ModelProto) -> list[tuple[str, int]]:
 
 
 def test_variant_name() -> None:
-    assert variant_name("encoder.onnx") == "encoder.quantized.onnx"
-    assert variant_name("decoder.onnx") == "decoder.quantized.onnx"
+    assert variant_file("encoder.onnx", "quantized") == "encoder.quantized.onnx"
+    assert variant_file("decoder.onnx", "quantized") == "decoder.quantized.onnx"
+    with pytest.raises(ValueError, match="unknown variant"):
+        variant_file("encoder.onnx", "int4")
 
 
 @pytest.mark.parametrize("bits", [8, 4])
