@@ -150,6 +150,8 @@ def write_report(report: dict, out: Path) -> None:
              f"compressed/hybrid: at most {report.get('max_soft_tokens', 'one per chunk')} soft tokens; rcc: the memory of "
              "the 4 chunks retrieval ranks first (`memory_chunks`). `full` reads the head of the document that fits "
              "the decoder's 8,192-token window: needles past it are out of reach.", ""]
+    if report.get("notes"):  # where modes come from different runs (README says why)
+        lines += [f"Runs: {report['notes']}.", ""]
     for mode, result in report["modes"].items():
         retrieved = f" (the needle's chunk was in the prompt: {result['retrieved']:.0%})" if "retrieved" in result else ""
         lines += [f"## {mode}: recall {result['recall']:.0%}{retrieved}", "",

@@ -114,6 +114,8 @@ pub struct AskOptions {
     /// Extractive decoding: the answer is a span copied from the prompt's text context (rag, hybrid,
     /// full); see `GenerateOptions::copy_from`.
     pub extractive: bool,
+    /// Complete a number the answer has started (see `GenerateOptions::whole_numbers`).
+    pub whole_numbers: bool,
 }
 
 impl Default for AskOptions {
@@ -129,6 +131,7 @@ impl Default for AskOptions {
             stop_at_newline: true,
             show_prompt: false,
             extractive: false,
+            whole_numbers: true,
         }
     }
 }
@@ -255,6 +258,7 @@ impl Engine {
         let before_generation = started.elapsed();
         let mut generate = GenerateOptions::new(options.max_new_tokens);
         generate.stop_at_newline = options.stop_at_newline;
+        generate.whole_numbers = options.whole_numbers;
         generate.copy_from = options.extractive.then_some(text);
         let generation = if options.prefix_cache {
             decoder.generate_with_prefix(&prompt.shared, &prompt.per_question, &generate)?

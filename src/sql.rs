@@ -104,9 +104,10 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             "prefix_cache" => options.prefix_cache = flag(value)?,
             "multiline" => options.stop_at_newline = !flag(value)?,
             "extractive" => options.extractive = flag(value)?,
+            "whole_numbers" => options.whole_numbers = flag(value)?,
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, memory_chunks, prefix_cache, multiline, extractive)"
+                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, memory_chunks, prefix_cache, multiline, extractive, whole_numbers)"
                 )))
             }
         }
@@ -231,6 +232,8 @@ mod tests {
         assert_eq!(parse_options(None).unwrap().mode, Mode::Rag);
         assert!(parse_options(None).unwrap().stop_at_newline, "answers stop at the end of their line by default");
         assert!(!parse_options(Some(r#"{"multiline":true}"#)).unwrap().stop_at_newline);
+        assert!(parse_options(None).unwrap().whole_numbers, "numbers are completed by default");
+        assert!(!parse_options(Some(r#"{"whole_numbers":false}"#)).unwrap().whole_numbers);
         let rcc = parse_options(Some(r#"{"mode":"rcc","memory_chunks":6}"#)).unwrap();
         assert_eq!((rcc.mode, rcc.memory_chunks), (Mode::Rcc, 6));
         for bad in [

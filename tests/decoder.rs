@@ -102,3 +102,34 @@ fn extractive_answers_are_spans_of_the_source() {
     assert!(!answer.text.is_empty());
     assert!(normalised(source).contains(&normalised(&answer.text)), "{:?} is not a span of the source", answer.text);
 }
+
+#[test]
+fn whole_numbers_only_extend_an_answer_that_ends_after_a_digit() {
+    // Whatever the weights: with `whole_numbers` the answer is the plain one, or the plain one that
+    // ended right after a digit followed by more. At least one prompt must be extended (else the rule
+    // was never exercised): the shipped decoder ends some of these numbers after their first digit.
+    let decoder = common::engine().decoder().unwrap();
+    let mut extended = 0;
+    for (city, steps) in [("Nagasaki", 902), ("Mombasa", 243), ("Trondheim", 583), ("Cusco", 423), ("Hobart", 697)] {
+        let prompt = format!(
+            "<|im_start|>system\nAnswer the question using the document. Reply with a short answer.<|im_end|>\n\
+             <|im_start|>user\nDocument:\nThe harbour lighthouse of {city} is painted ochre and has {steps} steps.\n\n\
+             Question: How many steps does the harbour lighthouse of {city} have?<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let pieces = [Piece::Text(prompt)];
+        let base = GenerateOptions { stop_at_newline: true, ..GenerateOptions::new(12) };
+        let cut = decoder.generate(&pieces, &base).unwrap();
+        let whole = decoder.generate(&pieces, &GenerateOptions { whole_numbers: true, ..base }).unwrap();
+        if whole.token_ids != cut.token_ids {
+            assert!(whole.token_ids.starts_with(&cut.token_ids), "{:?} does not extend {:?}", whole.text, cut.text);
+            assert!(
+                cut.text.ends_with(|c: char| c.is_ascii_digit()),
+                "extended {:?}, which ends in no digit",
+                cut.text
+            );
+            extended += 1;
+        }
+        println!("{city} {steps}: cut {:?}, whole {:?}", cut.text, whole.text);
+    }
+    assert!(extended > 0, "no answer was extended: the rule was never exercised");
+}

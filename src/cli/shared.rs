@@ -71,6 +71,10 @@ pub struct AnswerArgs {
     /// Extractive decoding: the answer is copied from the retrieved or full text (rag, hybrid, full).
     #[arg(long)]
     pub extractive: bool,
+    /// Let an answer end inside a number (by default a started number goes on while the decoder gives
+    /// its next digit at least 5%).
+    #[arg(long)]
+    pub cut_numbers: bool,
 }
 
 impl AnswerArgs {
@@ -84,6 +88,7 @@ impl AnswerArgs {
             memory_chunks: self.memory_chunks,
             stop_at_newline: !self.multiline,
             extractive: self.extractive,
+            whole_numbers: !self.cut_numbers,
             ..AskOptions::default()
         }
     }
