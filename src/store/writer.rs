@@ -83,13 +83,16 @@ impl Store {
             self.conn
                 .execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
                 .map_err(|e| self.sqlite(e))?;
-            self.conn.execute_batch(SCHEMA).map_err(|e| self.corrupt(e))?;
-            self.conn
-                .execute(
-                    "INSERT INTO e2llm_meta (key, value) VALUES ('schema_version', ?1) ON CONFLICT (key) DO NOTHING",
-                    [SCHEMA_VERSION],
-                )
-                .map_err(|e| self.sqlite(e))?;
+            // The tables and the version in one transaction: a run killed here leaves all of them or
+            // none (a reader never meets half a schema).
+            let tx = self.conn.unchecked_transaction().map_err(|e| self.sqlite(e))?;
+            tx.execute_batch(SCHEMA).map_err(|e| self.corrupt(e))?;
+            tx.execute(
+                "INSERT INTO e2llm_meta (key, value) VALUES ('schema_version', ?1) ON CONFLICT (key) DO NOTHING",
+                [SCHEMA_VERSION],
+            )
+            .map_err(|e| self.sqlite(e))?;
+            tx.commit().map_err(|e| self.sqlite(e))?;
         }
         self.check_schema()
     }
