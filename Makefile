@@ -95,7 +95,9 @@ sqlite3-shell:
 
 # The wheel's tests need a Python whose sqlite3 loads extensions (Debian's does; pyenv's does not).
 host-python:
-	/usr/bin/python3 -c 'import sqlite3, ensurepip; sqlite3.Connection.enable_load_extension' 2>/dev/null || \
+	probe=$$(mktemp -d) && trap 'rm -rf "$$probe"' EXIT && \
+		{ /usr/bin/python3 -c 'import sqlite3; sqlite3.Connection.enable_load_extension' && \
+		  /usr/bin/python3 -m venv "$$probe/venv"; } >/dev/null 2>&1 || \
 		(apt-get update -qq && apt-get install -y -qq python3 python3-venv)
 
 # Headless Chromium drives Datasette in tests/python/test_datasette.py (Debian package).
