@@ -358,15 +358,8 @@ impl Decoder {
         while token_ids.len() < options.max_new_tokens {
             let next = match &source {
                 Some(source) => self.extractive_next(&logits, &token_ids, source)?,
-                None => {
-                    let next = argmax(&logits);
-                    let ends = self.spec.eos_token_ids.contains(&next)
-                        || (options.stop_at_newline && self.ends_line(&token_ids, next)?);
-                    match (options.whole_numbers && ends).then(|| self.next_digit(&logits, &token_ids)) {
-                        Some(digit) => digit?.unwrap_or(next),
-                        None => next,
-                    }
-                }
+                None if options.whole_numbers => self.whole_number_next(&logits, &token_ids, options)?,
+                None => argmax(&logits),
             };
             if token_ids.is_empty() {
                 time_to_first_token = started.elapsed();
@@ -431,20 +424,28 @@ impl Decoder {
         Ok(eos)
     }
 
-    /// The most likely digit after `before` when `before` ends in a digit and that digit has at least
-    /// [`NUMBER_CONTINUATION`] probability (see `GenerateOptions::whole_numbers`).
-    fn next_digit(&self, logits: &[f32], before: &[u32]) -> Result<Option<u32>> {
-        let Some(&last) = before.last() else { return Ok(None) };
+    /// The greedy next token, unless it would end the answer (end of turn, or the line break
+    /// `stop_at_newline` stops at) right after a digit while a next digit has at least
+    /// [`NUMBER_CONTINUATION`] probability: then that digit (see `GenerateOptions::whole_numbers`).
+    /// Runs every step, so the cheap test (does the answer end in a digit?) comes first.
+    fn whole_number_next(&self, logits: &[f32], before: &[u32], options: &GenerateOptions) -> Result<u32> {
+        let next = argmax(logits);
+        let Some(&last) = before.last() else { return Ok(next) };
         if !self.detokenize(&[last])?.ends_with(|c: char| c.is_ascii_digit()) {
-            return Ok(None);
+            return Ok(next);
         }
-        Ok(self
+        let ends =
+            self.spec.eos_token_ids.contains(&next) || (options.stop_at_newline && self.ends_line(before, next)?);
+        if !ends {
+            return Ok(next);
+        }
+        let digit = self
             .digits
             .iter()
             .copied()
             .filter(|&d| (d as usize) < logits.len())
-            .max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize]))
-            .filter(|&d| probability(logits, d as usize) >= NUMBER_CONTINUATION))
+            .max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize]));
+        Ok(digit.filter(|&d| probability(logits, d as usize) >= NUMBER_CONTINUATION).unwrap_or(next))
     }
 
     /// True when `next` holds a line break and the text so far (`before`) is not blank: the answer's
