@@ -3,7 +3,7 @@
 
 import os
 import pathlib
-import re
+import sys
 import subprocess
 
 import pytest
@@ -12,8 +12,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = ROOT / "target" / "release" / "e2llm"
 MODELS = pathlib.Path(os.environ.get("E2LLM_MODELS", ROOT / "models" / "default"))
 CORPUS = ROOT / "examples" / "sotu"
-VERSION = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.MULTILINE).group(1)
-WHEEL = ROOT / "dist" / f"e2llm-{VERSION}-py3-none-linux_x86_64.whl"
+sys.path.insert(0, str(ROOT / "python"))
+from build_wheel import TAG, cargo_version  # noqa: E402  (the wheel's own name and version)
+
+VERSION = cargo_version()
+WHEEL = ROOT / "dist" / f"e2llm-{VERSION}-{TAG}.whl"
 
 
 @pytest.fixture(scope="session")
