@@ -10,14 +10,23 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+mod options;
+mod prompt;
+
+pub use options::{
+    AskOptions, Mode, Retrieval, DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_SOFT_TOKENS, DEFAULT_MEMORY_CHUNKS,
+    DEFAULT_RETRIEVAL, DEFAULT_TOP_K, MAX_NEW_TOKENS_LIMIT,
+};
+pub use prompt::{Prompt, PromptPart};
+
 use crate::decode::{GenerateOptions, Piece};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::lexical;
-use crate::manifest::PromptTemplate;
 use crate::rcc::{Memory, MemoryShape};
 use crate::store::{DocumentRow, Reader, StoredChunks};
 use crate::vector;
+use prompt::{cut_at_char_boundary, describe, fit, layout, Context};
 
 /// Questions are cut to this many decoder tokens, so a huge question cannot take the window.
 pub const MAX_QUESTION_TOKENS: usize = 512;
@@ -27,141 +36,6 @@ const MAX_QUESTION_BYTES: usize = 16 * 1024;
 /// Window room kept for the question whatever its length, so the document's cut is the same for
 /// all questions up to this many tokens.
 pub const QUESTION_RESERVE: usize = 128;
-/// Answers are short (HotpotQA's gold answers are 1-4 words): 32 tokens leave room for a name or a
-/// date with its context; generation also stops at the end of the first line (`stop_at_newline`).
-pub const DEFAULT_MAX_NEW_TOKENS: usize = 32;
-pub const DEFAULT_TOP_K: usize = 4;
-pub const DEFAULT_RETRIEVAL: Retrieval = Retrieval::Fused;
-/// Soft tokens at most in `compressed` and `hybrid`: a longer document's chunk vectors are averaged in
-/// runs of consecutive chunks down to this many (the adapter was trained on documents of ~10-100 chunks;
-/// a 128K-token document has ~1,000). Chosen on the tuning split and the NIAH grid (reports/tune.md,
-/// reports/niah.md): 64 beat 256 and one-per-chunk on both.
-pub const DEFAULT_MAX_SOFT_TOKENS: usize = 64;
-/// `rcc` reads the memory of all of a document's chunks up to this many; beyond, of this many chosen
-/// by retrieval (as `top_k` for rag), in document order: what RCC training does (`memory_chunks` in
-/// onnx/train_configs/rcc-cpu.json).
-pub const DEFAULT_MEMORY_CHUNKS: usize = 4;
-/// Upper bound on `max_new_tokens` (the decoder's window bounds it further).
-pub const MAX_NEW_TOKENS_LIMIT: usize = 4096;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    Compressed,
-    Hybrid,
-    Rag,
-    Full,
-    QuestionOnly,
-    Rcc,
-}
-
-impl std::str::FromStr for Mode {
-    type Err = Error;
-    fn from_str(value: &str) -> Result<Mode> {
-        crate::error::parse_value("mode", value)
-    }
-}
-
-impl Mode {
-    pub fn name(self) -> String {
-        crate::error::value_name(&self)
-    }
-
-    fn uses_adapter(self) -> bool {
-        matches!(self, Mode::Compressed | Mode::Hybrid)
-    }
-
-    fn retrieves(self) -> bool {
-        matches!(self, Mode::Hybrid | Mode::Rag | Mode::Rcc)
-    }
-}
-
-/// How `rag` and `hybrid` choose the chunks whose raw text goes into the prompt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Retrieval {
-    /// Cosine between the question's encoder vector and the stored chunk vectors.
-    Dense,
-    /// BM25 over the chunk texts (exact terms: names, numbers).
-    Lexical,
-    /// Reciprocal rank fusion of the two rankings.
-    Fused,
-}
-
-impl std::str::FromStr for Retrieval {
-    type Err = Error;
-    fn from_str(value: &str) -> Result<Retrieval> {
-        crate::error::parse_value("retrieval", value)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct AskOptions {
-    pub mode: Mode,
-    pub max_new_tokens: usize,
-    pub top_k: usize,
-    pub retrieval: Retrieval,
-    /// Soft tokens at most (`compressed`, `hybrid`); see [`DEFAULT_MAX_SOFT_TOKENS`].
-    pub max_soft_tokens: usize,
-    /// Chunks whose memory `rcc` reads at most; see [`DEFAULT_MEMORY_CHUNKS`].
-    pub memory_chunks: usize,
-    /// Reuse (and keep) the KV cache of the question-independent prompt prefix.
-    pub prefix_cache: bool,
-    /// Stop at the first line break after some text (answers are one line); off for multi-line output.
-    pub stop_at_newline: bool,
-    /// Report the prompt as the decoder read it (token ids and soft-token counts) in the answer.
-    pub show_prompt: bool,
-    /// Extractive decoding: the answer is a span copied from the prompt's text context (rag, hybrid,
-    /// full); see `GenerateOptions::copy_from`.
-    pub extractive: bool,
-    /// Complete a number the answer has started (see `GenerateOptions::whole_numbers`).
-    pub whole_numbers: bool,
-}
-
-impl Default for AskOptions {
-    fn default() -> Self {
-        AskOptions {
-            mode: Mode::Rag,
-            max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
-            top_k: DEFAULT_TOP_K,
-            retrieval: DEFAULT_RETRIEVAL,
-            max_soft_tokens: DEFAULT_MAX_SOFT_TOKENS,
-            memory_chunks: DEFAULT_MEMORY_CHUNKS,
-            prefix_cache: true,
-            stop_at_newline: true,
-            show_prompt: false,
-            extractive: false,
-            whole_numbers: true,
-        }
-    }
-}
-
-impl AskOptions {
-    pub fn validate(&self) -> Result<()> {
-        if self.max_new_tokens > MAX_NEW_TOKENS_LIMIT {
-            return Err(Error::Invalid(format!(
-                "max_new_tokens {} is above the limit of {MAX_NEW_TOKENS_LIMIT}",
-                self.max_new_tokens
-            )));
-        }
-        if self.top_k == 0 {
-            return Err(Error::Invalid("top_k must be at least 1".into()));
-        }
-        if self.max_soft_tokens == 0 {
-            return Err(Error::Invalid("max_soft_tokens must be at least 1".into()));
-        }
-        if self.memory_chunks == 0 {
-            return Err(Error::Invalid("memory_chunks must be at least 1".into()));
-        }
-        if self.extractive && !matches!(self.mode, Mode::Rag | Mode::Hybrid | Mode::Full) {
-            return Err(Error::Invalid(format!(
-                "extractive decoding copies from the prompt's text: mode {} has none (use rag, hybrid or full)",
-                self.mode.name()
-            )));
-        }
-        Ok(())
-    }
-}
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Answer {
@@ -190,18 +64,6 @@ pub struct Answer {
     /// The prompt as the decoder read it, piece by piece (`show_prompt`): what training must match.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<Vec<PromptPart>>,
-}
-
-/// One piece of a prompt as the decoder reads it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PromptPart {
-    /// Decoder token ids.
-    Tokens(Vec<u32>),
-    /// This many soft tokens (adapter outputs) in a row.
-    SoftTokens(usize),
-    /// This many RCC memory positions (in the KV cache, in front of the prompt).
-    Memory(usize),
 }
 
 impl Engine {
@@ -404,100 +266,6 @@ impl Engine {
     }
 }
 
-/// A mode's document context: `fixed` pieces do not depend on the question (soft tokens, the full
-/// document), `per_question` pieces do (retrieved text, after the fixed ones).
-#[derive(Debug, Clone, Default)]
-struct Context {
-    fixed: Vec<Piece>,
-    per_question: Vec<Piece>,
-    /// RCC memory: in the KV cache in front of the whole prompt (`rcc`).
-    memory: Option<Piece>,
-    /// Chunks whose text was retrieved (or whose memory is read), in document order.
-    selected: Vec<usize>,
-    truncated: bool,
-    /// The context's text as the decoder reads it (filled for extractive decoding only).
-    text: String,
-}
-
-/// A prompt split where the prefix KV cache cuts it: `shared` is the same for every question about
-/// the document (reused between questions), `per_question` is the rest.
-#[derive(Debug, Clone)]
-pub struct Prompt {
-    pub shared: Vec<Piece>,
-    pub per_question: Vec<Piece>,
-}
-
-impl Prompt {
-    pub fn pieces(&self) -> Vec<Piece> {
-        self.shared.iter().chain(&self.per_question).cloned().collect()
-    }
-}
-
-/// The prompt layout shared with training (onnx/prompt.json; `onnx/e2llm_offline/prompt.py` builds
-/// the same): `prefix · context_prefix · CONTEXT · context_suffix · question_prefix · QUESTION · suffix`,
-/// without the context block when there is no context. The shared prefix runs through the fixed
-/// context; with no fixed context (rag, question-only) nothing is shared.
-fn layout(template: &PromptTemplate, context: Option<Context>, question_ids: Vec<u32>) -> Prompt {
-    let text = |s: &String| Piece::Text(s.clone());
-    let question = [text(&template.question_prefix), Piece::Tokens(question_ids), text(&template.suffix)];
-    let Some(context) = context else {
-        return Prompt { shared: Vec::new(), per_question: [vec![text(&template.prefix)], question.to_vec()].concat() };
-    };
-    if let Some(memory) = context.memory {
-        // rcc: the memory, then the question-only prompt; the memory and the instruction are shared.
-        return Prompt { shared: vec![memory, text(&template.prefix)], per_question: question.to_vec() };
-    }
-    let mut block = vec![text(&template.prefix), text(&template.context_prefix)];
-    block.extend(context.fixed.iter().cloned());
-    let fixed_only = context.per_question.is_empty();
-    let mut rest = context.per_question;
-    rest.push(text(&template.context_suffix));
-    rest.extend(question);
-    if context.fixed.is_empty() {
-        block.extend(rest);
-        return Prompt { shared: Vec::new(), per_question: block };
-    }
-    if fixed_only {
-        // compressed, full: the context suffix is fixed too.
-        block.push(rest.remove(0));
-    }
-    Prompt { shared: block, per_question: rest }
-}
-
-/// The prompt's pieces as token ids and soft-token counts (text pieces tokenised as the decoder does).
-fn describe(decoder: &crate::decode::Decoder, pieces: &[Piece]) -> Result<Vec<PromptPart>> {
-    let hidden = decoder.hidden();
-    pieces
-        .iter()
-        .map(|piece| {
-            Ok(match piece {
-                Piece::Text(text) => PromptPart::Tokens(decoder.tokenize(text)?),
-                Piece::Tokens(ids) => PromptPart::Tokens(ids.clone()),
-                Piece::Embeds(rows) => PromptPart::SoftTokens(rows.len() / hidden),
-                Piece::Memory(memory) => PromptPart::Memory(memory.slots),
-            })
-        })
-        .collect()
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn cut_at_char_boundary(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-fn fit(mut ids: Vec<u32>, budget: usize) -> (Vec<u32>, bool) {
-    let cut = ids.len() > budget;
-    ids.truncate(budget);
-    (ids, cut)
-}
-
 fn check_encoder(document: &DocumentRow, loaded: &str, store: &Reader<'_>) -> Result<()> {
     if document.encoder_fingerprint != loaded {
         return Err(Error::EncoderMismatch {
@@ -507,34 +275,4 @@ fn check_encoder(document: &DocumentRow, loaded: &str, store: &Reader<'_>) -> Re
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_name_per_variant_for_clap_serde_and_sql() {
-        use clap::ValueEnum;
-        for mode in Mode::value_variants() {
-            let name = mode.name();
-            assert_eq!(name.parse::<Mode>().unwrap(), *mode);
-            assert_eq!(serde_json::to_value(mode).unwrap(), serde_json::json!(name));
-        }
-        for retrieval in Retrieval::value_variants() {
-            let name = retrieval.to_possible_value().unwrap().get_name().to_string();
-            assert_eq!(name.parse::<Retrieval>().unwrap(), *retrieval);
-            assert_eq!(serde_json::to_value(retrieval).unwrap(), serde_json::json!(name));
-        }
-        assert_eq!(Mode::QuestionOnly.name(), "question-only");
-        let err = "telepathy".parse::<Mode>().unwrap_err().to_string();
-        assert!(err.contains("unknown mode `telepathy`") && err.contains("question-only"), "{err}");
-    }
-
-    #[test]
-    fn questions_are_cut_on_character_boundaries() {
-        assert_eq!(cut_at_char_boundary("short", 16), "short");
-        assert_eq!(cut_at_char_boundary("ééé", 3), "é");
-        assert_eq!(cut_at_char_boundary("abc", 0), "");
-    }
 }

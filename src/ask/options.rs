@@ -1,0 +1,225 @@
+//! What a question is asked with: the modes, the retrieval methods and the options of
+//! [`Engine::ask`](crate::engine::Engine), with their defaults and limits.
+
+use crate::error::{Error, Result};
+
+/// Answers are short (HotpotQA's gold answers are 1-4 words): 32 tokens leave room for a name or a
+/// date with its context; generation also stops at the end of the first line (`stop_at_newline`).
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 32;
+pub const DEFAULT_TOP_K: usize = 4;
+pub const DEFAULT_RETRIEVAL: Retrieval = Retrieval::Fused;
+/// Soft tokens at most in `compressed` and `hybrid`: a longer document's chunk vectors are averaged in
+/// runs of consecutive chunks down to this many (the adapter was trained on documents of ~10-100 chunks;
+/// a 128K-token document has ~1,000). Chosen on the tuning split and the NIAH grid (reports/tune.md,
+/// reports/niah.md): 64 beat 256 and one-per-chunk on both.
+pub const DEFAULT_MAX_SOFT_TOKENS: usize = 64;
+/// `rcc` reads the memory of all of a document's chunks up to this many; beyond, of this many chosen
+/// by retrieval (as `top_k` for rag), in document order: what RCC training does (`memory_chunks` in
+/// onnx/train_configs/rcc-cpu.json).
+pub const DEFAULT_MEMORY_CHUNKS: usize = 4;
+/// Upper bound on `max_new_tokens` (the decoder's window bounds it further).
+pub const MAX_NEW_TOKENS_LIMIT: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Compressed,
+    Hybrid,
+    Rag,
+    Full,
+    QuestionOnly,
+    Rcc,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = Error;
+    fn from_str(value: &str) -> Result<Mode> {
+        crate::error::parse_value("mode", value)
+    }
+}
+
+impl Mode {
+    pub fn name(self) -> String {
+        crate::error::value_name(&self)
+    }
+
+    pub(super) fn uses_adapter(self) -> bool {
+        matches!(self, Mode::Compressed | Mode::Hybrid)
+    }
+
+    pub(super) fn retrieves(self) -> bool {
+        matches!(self, Mode::Hybrid | Mode::Rag | Mode::Rcc)
+    }
+}
+
+/// How `rag` and `hybrid` choose the chunks whose raw text goes into the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retrieval {
+    /// Cosine between the question's encoder vector and the stored chunk vectors.
+    Dense,
+    /// BM25 over the chunk texts (exact terms: names, numbers).
+    Lexical,
+    /// Reciprocal rank fusion of the two rankings.
+    Fused,
+}
+
+impl std::str::FromStr for Retrieval {
+    type Err = Error;
+    fn from_str(value: &str) -> Result<Retrieval> {
+        crate::error::parse_value("retrieval", value)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AskOptions {
+    pub mode: Mode,
+    pub max_new_tokens: usize,
+    pub top_k: usize,
+    pub retrieval: Retrieval,
+    /// Soft tokens at most (`compressed`, `hybrid`); see [`DEFAULT_MAX_SOFT_TOKENS`].
+    pub max_soft_tokens: usize,
+    /// Chunks whose memory `rcc` reads at most; see [`DEFAULT_MEMORY_CHUNKS`].
+    pub memory_chunks: usize,
+    /// Reuse (and keep) the KV cache of the question-independent prompt prefix.
+    pub prefix_cache: bool,
+    /// Stop at the first line break after some text (answers are one line); off for multi-line output.
+    pub stop_at_newline: bool,
+    /// Report the prompt as the decoder read it (token ids and soft-token counts) in the answer.
+    pub show_prompt: bool,
+    /// Extractive decoding: the answer is a span copied from the prompt's text context (rag, hybrid,
+    /// full); see `GenerateOptions::copy_from`.
+    pub extractive: bool,
+    /// Complete a number the answer has started (see `GenerateOptions::whole_numbers`).
+    pub whole_numbers: bool,
+}
+
+impl Default for AskOptions {
+    fn default() -> Self {
+        AskOptions {
+            mode: Mode::Rag,
+            max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
+            top_k: DEFAULT_TOP_K,
+            retrieval: DEFAULT_RETRIEVAL,
+            max_soft_tokens: DEFAULT_MAX_SOFT_TOKENS,
+            memory_chunks: DEFAULT_MEMORY_CHUNKS,
+            prefix_cache: true,
+            stop_at_newline: true,
+            show_prompt: false,
+            extractive: false,
+            whole_numbers: true,
+        }
+    }
+}
+
+impl AskOptions {
+    pub fn validate(&self) -> Result<()> {
+        if self.max_new_tokens > MAX_NEW_TOKENS_LIMIT {
+            return Err(Error::Invalid(format!(
+                "max_new_tokens {} is above the limit of {MAX_NEW_TOKENS_LIMIT}",
+                self.max_new_tokens
+            )));
+        }
+        if self.top_k == 0 {
+            return Err(Error::Invalid("top_k must be at least 1".into()));
+        }
+        if self.max_soft_tokens == 0 {
+            return Err(Error::Invalid("max_soft_tokens must be at least 1".into()));
+        }
+        if self.memory_chunks == 0 {
+            return Err(Error::Invalid("memory_chunks must be at least 1".into()));
+        }
+        if self.extractive && !matches!(self.mode, Mode::Rag | Mode::Hybrid | Mode::Full) {
+            return Err(Error::Invalid(format!(
+                "extractive decoding copies from the prompt's text: mode {} has none (use rag, hybrid or full)",
+                self.mode.name()
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_name_per_variant_for_clap_serde_and_sql() {
+        use clap::ValueEnum;
+        for mode in Mode::value_variants() {
+            let name = mode.name();
+            assert_eq!(name.parse::<Mode>().unwrap(), *mode);
+            assert_eq!(serde_json::to_value(mode).unwrap(), serde_json::json!(name));
+        }
+        for retrieval in Retrieval::value_variants() {
+            let name = retrieval.to_possible_value().unwrap().get_name().to_string();
+            assert_eq!(name.parse::<Retrieval>().unwrap(), *retrieval);
+            assert_eq!(serde_json::to_value(retrieval).unwrap(), serde_json::json!(name));
+        }
+        assert_eq!(Mode::QuestionOnly.name(), "question-only");
+        let err = "telepathy".parse::<Mode>().unwrap_err().to_string();
+        assert!(err.contains("unknown mode `telepathy`") && err.contains("question-only"), "{err}");
+    }
+
+    fn invalid(options: AskOptions) -> String {
+        match options.validate() {
+            Err(Error::Invalid(message)) => message,
+            other => panic!("expected an invalid-argument error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_each_limit_is_checked() {
+        let defaults = AskOptions::default();
+        assert!(defaults.validate().is_ok());
+        assert_eq!((defaults.mode, defaults.retrieval, defaults.top_k), (Mode::Rag, Retrieval::Fused, 4));
+        let at_limit = AskOptions { max_new_tokens: MAX_NEW_TOKENS_LIMIT, ..AskOptions::default() };
+        assert!(at_limit.validate().is_ok());
+        assert_eq!(
+            invalid(AskOptions { max_new_tokens: MAX_NEW_TOKENS_LIMIT + 1, ..AskOptions::default() }),
+            "max_new_tokens 4097 is above the limit of 4096"
+        );
+        assert_eq!(invalid(AskOptions { top_k: 0, ..AskOptions::default() }), "top_k must be at least 1");
+        assert_eq!(
+            invalid(AskOptions { max_soft_tokens: 0, ..AskOptions::default() }),
+            "max_soft_tokens must be at least 1"
+        );
+        assert_eq!(
+            invalid(AskOptions { memory_chunks: 0, ..AskOptions::default() }),
+            "memory_chunks must be at least 1"
+        );
+    }
+
+    #[test]
+    fn extractive_decoding_needs_a_mode_with_prompt_text() {
+        for mode in [Mode::Rag, Mode::Hybrid, Mode::Full] {
+            assert!(AskOptions { mode, extractive: true, ..AskOptions::default() }.validate().is_ok(), "{mode:?}");
+        }
+        for mode in [Mode::Compressed, Mode::QuestionOnly, Mode::Rcc] {
+            let message = invalid(AskOptions { mode, extractive: true, ..AskOptions::default() });
+            assert_eq!(
+                message,
+                format!(
+                    "extractive decoding copies from the prompt's text: mode {} has none (use rag, hybrid or full)",
+                    mode.name()
+                )
+            );
+            assert!(AskOptions { mode, ..AskOptions::default() }.validate().is_ok(), "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn modes_say_what_they_load() {
+        let adapter: Vec<Mode> = [Mode::Compressed, Mode::Hybrid, Mode::Rag, Mode::Full, Mode::QuestionOnly, Mode::Rcc]
+            .into_iter()
+            .filter(|m| m.uses_adapter())
+            .collect();
+        assert_eq!(adapter, [Mode::Compressed, Mode::Hybrid]);
+        let retrieving: Vec<Mode> =
+            [Mode::Compressed, Mode::Hybrid, Mode::Rag, Mode::Full, Mode::QuestionOnly, Mode::Rcc]
+                .into_iter()
+                .filter(|m| m.retrieves())
+                .collect();
+        assert_eq!(retrieving, [Mode::Hybrid, Mode::Rag, Mode::Rcc]);
+    }
+}
