@@ -1,8 +1,9 @@
 //! The decoder LLM on ONNX Runtime: a prompt made of text and soft tokens (adapter outputs) is
 //! embedded, prefilled in slices (bounded memory) into a KV cache, then decoded greedily one token
 //! per step, reusing the cache, until EOS or `max_new_tokens`.
+//! How each step's token is chosen and when the answer ends is in `generate`; the prefix KV
+//! cache, which questions about the same document share, in `cache`.
 
-use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +17,15 @@ use crate::error::{Error, Result};
 use crate::manifest::{DecoderSpec, Manifest};
 use crate::rcc::{Memory, MemoryShape};
 use crate::runtime::{self, Device, Precision, Provider};
+
+mod cache;
+mod generate;
+
+pub use cache::DEFAULT_PREFIX_CACHE_MB;
+pub use generate::{GenerateOptions, Generation, NUMBER_CONTINUATION};
+
+use cache::{prefix_cache_limit, PrefixCache};
+use generate::{answer_text, ends, next_token, normalise, End, Vocabulary};
 
 /// Longest slice of prompt positions run in one prefill step: bounds the attention scores'
 /// memory (heads × slice × context floats) for long prompts.
@@ -35,103 +45,6 @@ pub enum Piece {
     Memory(Arc<Memory>),
 }
 
-#[derive(Debug, Clone)]
-pub struct GenerateOptions {
-    pub max_new_tokens: usize,
-    /// Prompt positions per prefill step.
-    pub prefill_slice: usize,
-    /// Stop at the first line break that follows some non-blank text (the break is not kept).
-    pub stop_at_newline: bool,
-    /// Extractive decoding: the answer must be a span of this text (compared case-insensitively,
-    /// whitespace collapsed). Each step takes the most likely of the top candidates that keeps the answer
-    /// inside the text, or ends the answer when none does.
-    pub copy_from: Option<String>,
-    /// An answer does not end inside a number: where the decoder would end the answer (end of turn, or
-    /// the line break `stop_at_newline` stops at) right after a digit, but gives a next digit at least
-    /// [`NUMBER_CONTINUATION`] probability, the number goes on. The tokenizer splits numbers into
-    /// single digits, and the trained decoder sometimes ends after the first ("How many steps ...?"
-    /// -> "9" where the document says 902: end 0.88, "0" 0.10). Not applied to extractive decoding.
-    pub whole_numbers: bool,
-}
-
-/// Smallest probability of a next digit that keeps a number going (see `GenerateOptions::whole_numbers`);
-/// fixed before measuring, not tuned.
-pub const NUMBER_CONTINUATION: f32 = 0.05;
-
-impl GenerateOptions {
-    pub fn new(max_new_tokens: usize) -> Self {
-        GenerateOptions {
-            max_new_tokens,
-            prefill_slice: PREFILL_SLICE,
-            stop_at_newline: false,
-            copy_from: None,
-            whole_numbers: false,
-        }
-    }
-}
-
-/// Default bound of the prefix KV cache (`E2LLM_PREFIX_CACHE_MB` overrides; 0 disables it).
-pub const DEFAULT_PREFIX_CACHE_MB: usize = 512;
-
-/// KV caches of prompt prefixes, least recently used evicted first, bounded in bytes. Keyed by a
-/// hash of the prefix's embedding rows, so a hit is the same input at the same positions: the
-/// cached keys and values are exactly those a fresh prefill would compute.
-struct PrefixCache {
-    limit_bytes: usize,
-    used_bytes: usize,
-    entries: VecDeque<CachedPrefix>,
-}
-
-struct CachedPrefix {
-    key: u64,
-    positions: usize,
-    bytes: usize,
-    kv: Arc<Vec<DynValue>>,
-}
-
-impl PrefixCache {
-    fn get(&mut self, key: u64, positions: usize) -> Option<Arc<Vec<DynValue>>> {
-        let index = self.entries.iter().position(|e| e.key == key && e.positions == positions)?;
-        let entry = self.entries.remove(index)?;
-        let kv = entry.kv.clone();
-        self.entries.push_back(entry);
-        Some(kv)
-    }
-
-    fn insert(&mut self, key: u64, positions: usize, bytes: usize, kv: Arc<Vec<DynValue>>) {
-        if bytes > self.limit_bytes {
-            return;
-        }
-        while self.used_bytes + bytes > self.limit_bytes {
-            match self.entries.pop_front() {
-                Some(old) => self.used_bytes -= old.bytes,
-                None => break,
-            }
-        }
-        self.used_bytes += bytes;
-        self.entries.push_back(CachedPrefix { key, positions, bytes, kv });
-    }
-}
-
-fn prefix_cache_limit() -> usize {
-    std::env::var("E2LLM_PREFIX_CACHE_MB")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(DEFAULT_PREFIX_CACHE_MB)
-        .saturating_mul(1 << 20)
-}
-
-#[derive(Debug, Clone)]
-pub struct Generation {
-    pub text: String,
-    pub token_ids: Vec<u32>,
-    pub prompt_tokens: usize,
-    pub time_to_first_token: Duration,
-    pub total: Duration,
-    /// The prompt's prefix KV cache came from the prefix cache (only the rest was prefilled).
-    pub prefix_cache_hit: bool,
-}
-
 pub struct Decoder {
     embed: Mutex<Session>,
     decoder: Mutex<Session>,
@@ -142,7 +55,7 @@ pub struct Decoder {
     input_names: Vec<(String, String)>,
     provider: Provider,
     precision: Precision,
-    prefix_cache: Mutex<PrefixCache>,
+    prefix_cache: Mutex<PrefixCache<Vec<DynValue>>>,
 }
 
 impl Decoder {
@@ -169,8 +82,7 @@ impl Decoder {
         let input_names = (0..spec.layers)
             .map(|i| (format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value")))
             .collect();
-        let prefix_cache =
-            Mutex::new(PrefixCache { limit_bytes: prefix_cache_limit(), used_bytes: 0, entries: VecDeque::new() });
+        let prefix_cache = Mutex::new(PrefixCache::new(prefix_cache_limit()));
         let digits = ('0'..='9').filter_map(|d| tokenizer.token_to_id(&d.to_string())).collect();
         Ok(Decoder {
             embed: Mutex::new(embed),
@@ -310,7 +222,7 @@ impl Decoder {
         }
         // The shared prefix, if any and if shorter than the prompt, and its cache key (the memory's
         // values and the prefix's embedding rows).
-        let cache_limit = self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).limit_bytes;
+        let cache_limit = self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).limit_bytes();
         let prefix = if shared_positions < prompt_tokens && cache_limit > 0 { shared_positions } else { 0 };
         let embedded_prefix = prefix.saturating_sub(memory_slots);
         let key = (prefix > 0).then(|| {
@@ -356,21 +268,18 @@ impl Decoder {
         let mut time_to_first_token = Duration::ZERO;
         let source = options.copy_from.as_deref().map(normalise);
         while token_ids.len() < options.max_new_tokens {
-            let next = match &source {
-                Some(source) => self.extractive_next(&logits, &token_ids, source)?,
-                None if options.whole_numbers => self.whole_number_next(&logits, &token_ids, options)?,
-                None => argmax(&logits),
-            };
+            let next = next_token(self, &logits, &token_ids, source.as_deref(), options)?;
             if token_ids.is_empty() {
                 time_to_first_token = started.elapsed();
             }
-            if self.spec.eos_token_ids.contains(&next) {
-                break;
-            }
-            if options.stop_at_newline && self.ends_line(&token_ids, next)? {
-                // The token may carry text before its line break (".\n"): keep it, cut below.
-                token_ids.push(next);
-                break;
+            match ends(self, &token_ids, next, options)? {
+                Some(End::Before) => break,
+                Some(End::After) => {
+                    // The token may carry text before its line break (".\n"): keep it, cut below.
+                    token_ids.push(next);
+                    break;
+                }
+                None => {}
             }
             token_ids.push(next);
             if token_ids.len() == options.max_new_tokens {
@@ -383,78 +292,15 @@ impl Decoder {
         if options.max_new_tokens == 0 {
             time_to_first_token = started.elapsed();
         }
-        let mut text = self.detokenize(&token_ids)?;
-        if options.stop_at_newline {
-            text = first_line(&text).to_string();
-        }
+        let text = answer_text(&self.detokenize(&token_ids)?, options);
         Ok(Generation {
-            text: text.trim().to_string(),
+            text,
             token_ids,
             prompt_tokens,
             time_to_first_token,
             total: started.elapsed(),
             prefix_cache_hit: cached.is_some(),
         })
-    }
-
-    /// The most likely of the top `EXTRACTIVE_CANDIDATES` tokens that keeps the answer a span of
-    /// `source` (normalised), or that ends the answer (end of turn, a line break); end of turn when none.
-    fn extractive_next(&self, logits: &[f32], before: &[u32], source: &str) -> Result<u32> {
-        let eos = self.spec.eos_token_ids.first().copied().unwrap_or(0);
-        let mut order: Vec<usize> = (0..logits.len()).collect();
-        let top = EXTRACTIVE_CANDIDATES.min(order.len());
-        order.select_nth_unstable_by(top.saturating_sub(1), |&a, &b| logits[b].total_cmp(&logits[a]));
-        order.truncate(top);
-        order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-        let mut ids = before.to_vec();
-        for candidate in order {
-            let candidate = candidate as u32;
-            if self.spec.eos_token_ids.contains(&candidate) {
-                return Ok(candidate);
-            }
-            ids.push(candidate);
-            let text = normalise(&self.detokenize(&ids)?);
-            ids.pop();
-            // Whitespace (a line break included) keeps the normalised answer a span: allowed, and
-            // `stop_at_newline` then ends the answer there.
-            if text.is_empty() || source.contains(&text) {
-                return Ok(candidate);
-            }
-        }
-        Ok(eos)
-    }
-
-    /// The greedy next token, unless it would end the answer (end of turn, or the line break
-    /// `stop_at_newline` stops at) right after a digit while a next digit has at least
-    /// [`NUMBER_CONTINUATION`] probability: then that digit (see `GenerateOptions::whole_numbers`).
-    /// Runs every step, so the cheap test (does the answer end in a digit?) comes first.
-    fn whole_number_next(&self, logits: &[f32], before: &[u32], options: &GenerateOptions) -> Result<u32> {
-        let next = argmax(logits);
-        let Some(&last) = before.last() else { return Ok(next) };
-        if !self.detokenize(&[last])?.ends_with(|c: char| c.is_ascii_digit()) {
-            return Ok(next);
-        }
-        let ends =
-            self.spec.eos_token_ids.contains(&next) || (options.stop_at_newline && self.ends_line(before, next)?);
-        if !ends {
-            return Ok(next);
-        }
-        let digit = self
-            .digits
-            .iter()
-            .copied()
-            .filter(|&d| (d as usize) < logits.len())
-            .max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize]));
-        Ok(digit.filter(|&d| probability(logits, d as usize) >= NUMBER_CONTINUATION).unwrap_or(next))
-    }
-
-    /// True when `next` holds a line break and the text so far (`before`) is not blank: the answer's
-    /// first line is complete. A break before any text is kept (some answers start on a new line).
-    fn ends_line(&self, before: &[u32], next: u32) -> Result<bool> {
-        if !self.detokenize(&[next])?.contains('\n') {
-            return Ok(false);
-        }
-        Ok(!self.detokenize(before)?.trim().is_empty())
     }
 
     /// A KV cache holding `memory` (positions 0..slots-1), in host memory.
@@ -553,62 +399,15 @@ struct Binding {
     cache_memory: MemoryInfo<'static>,
 }
 
-/// The text up to the first line break that follows non-blank text (all of it when there is none).
-fn first_line(text: &str) -> &str {
-    let start = text.len() - text.trim_start().len();
-    match text[start..].find('\n') {
-        Some(end) => &text[..start + end],
-        None => text,
+/// The decoding rules' view of the decoder's tokenizer.
+impl Vocabulary for Decoder {
+    fn eos_ids(&self) -> &[u32] {
+        &self.spec.eos_token_ids
     }
-}
-
-/// Candidates extractive decoding considers per step, most likely first.
-const EXTRACTIVE_CANDIDATES: usize = 64;
-
-/// Lower case, whitespace runs as one space, trimmed: how extractive decoding compares answer and source.
-fn normalise(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
-}
-
-fn argmax(values: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if *v > values[best] {
-            best = i;
-        }
+    fn digit_ids(&self) -> &[u32] {
+        &self.digits
     }
-    best as u32
-}
-
-/// Softmax probability of `index` under `logits` (computed stably, from the maximum).
-fn probability(logits: &[f32], index: usize) -> f32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let total: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
-    (logits[index] - max).exp() / total
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn first_line_skips_leading_blank_lines() {
-        assert_eq!(super::first_line("\n\n Paris.\n\nThe answer"), "\n\n Paris.");
-        assert_eq!(super::first_line("Paris.\nMore"), "Paris.");
-        assert_eq!(super::first_line("Paris"), "Paris");
-        assert_eq!(super::first_line(""), "");
-    }
-
-    #[test]
-    fn normalise_collapses_whitespace_and_case() {
-        assert_eq!(super::normalise("  Ada\n  MORROW \t"), "ada morrow");
-    }
-
-    #[test]
-    fn probability_is_a_stable_softmax() {
-        let logits = [0.0f32, (3.0f32).ln(), 1000.0 - 1000.0];
-        assert!((super::probability(&logits, 1) - 0.6).abs() < 1e-6);
-        // Large logits do not overflow.
-        let large = [1000.0f32, 1000.0, 999.0];
-        let p: f32 = (0..3).map(|i| super::probability(&large, i)).sum();
-        assert!((p - 1.0).abs() < 1e-5 && super::probability(&large, 0) > super::probability(&large, 2));
+    fn text_of(&self, ids: &[u32]) -> Result<String> {
+        self.detokenize(ids)
     }
 }

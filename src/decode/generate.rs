@@ -1,0 +1,355 @@
+//! What generation is asked for and how each step's token is chosen: greedy, extractive (a span
+//! of the prompt's text) or greedy that does not end inside a number; when the answer ends (end of
+//! turn, end of its first line); and the answer's text. Pure logic over the logits and a
+//! [`Vocabulary`], so the rules run without models in the unit tests below.
+
+use std::time::Duration;
+
+use super::PREFILL_SLICE;
+use crate::error::Result;
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    /// Prompt positions per prefill step.
+    pub prefill_slice: usize,
+    /// Stop at the first line break that follows some non-blank text (the break is not kept).
+    pub stop_at_newline: bool,
+    /// Extractive decoding: the answer must be a span of this text (compared case-insensitively,
+    /// whitespace collapsed). Each step takes the most likely of the top candidates that keeps the answer
+    /// inside the text, or ends the answer when none does.
+    pub copy_from: Option<String>,
+    /// An answer does not end inside a number: where the decoder would end the answer (end of turn, or
+    /// the line break `stop_at_newline` stops at) right after a digit, but gives a next digit at least
+    /// [`NUMBER_CONTINUATION`] probability, the number goes on. The tokenizer splits numbers into
+    /// single digits, and the trained decoder sometimes ends after the first ("How many steps ...?"
+    /// -> "9" where the document says 902: end 0.88, "0" 0.10). Not applied to extractive decoding.
+    pub whole_numbers: bool,
+}
+
+/// Smallest probability of a next digit that keeps a number going (see `GenerateOptions::whole_numbers`);
+/// fixed before measuring, not tuned.
+pub const NUMBER_CONTINUATION: f32 = 0.05;
+
+impl GenerateOptions {
+    pub fn new(max_new_tokens: usize) -> Self {
+        GenerateOptions {
+            max_new_tokens,
+            prefill_slice: PREFILL_SLICE,
+            stop_at_newline: false,
+            copy_from: None,
+            whole_numbers: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    pub prompt_tokens: usize,
+    pub time_to_first_token: Duration,
+    pub total: Duration,
+    /// The prompt's prefix KV cache came from the prefix cache (only the rest was prefilled).
+    pub prefix_cache_hit: bool,
+}
+
+/// What the decoding rules need of the decoder's vocabulary.
+pub(super) trait Vocabulary {
+    /// Token ids that end the answer (end of turn); the first is the one extractive decoding ends with.
+    fn eos_ids(&self) -> &[u32];
+    /// Token ids of the ten digits, where the vocabulary has them as single tokens.
+    fn digit_ids(&self) -> &[u32];
+    /// The text of token ids, special tokens skipped.
+    fn text_of(&self, ids: &[u32]) -> Result<String>;
+}
+
+/// How a token ends the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
+    /// End of turn: the token is not part of the answer.
+    Before,
+    /// The token ends the answer's first line: kept, as it may carry text before its line break
+    /// (".\n"); [`answer_text`] cuts the break.
+    After,
+}
+
+/// The next token after `before` given the step's `logits`: extractive when `source` (the
+/// normalised text to copy from) is given, else greedy, kept from ending inside a number with
+/// `options.whole_numbers`.
+pub(super) fn next_token(
+    vocabulary: &impl Vocabulary,
+    logits: &[f32],
+    before: &[u32],
+    source: Option<&str>,
+    options: &GenerateOptions,
+) -> Result<u32> {
+    match source {
+        Some(source) => extractive_next(vocabulary, logits, before, source),
+        None if options.whole_numbers => whole_number_next(vocabulary, logits, before, options),
+        None => Ok(argmax(logits)),
+    }
+}
+
+/// Whether `next` ends the answer `before`: end of turn, or (with `stop_at_newline`) the end of its
+/// first line.
+pub(super) fn ends(
+    vocabulary: &impl Vocabulary,
+    before: &[u32],
+    next: u32,
+    options: &GenerateOptions,
+) -> Result<Option<End>> {
+    if vocabulary.eos_ids().contains(&next) {
+        return Ok(Some(End::Before));
+    }
+    if options.stop_at_newline && ends_line(vocabulary, before, next)? {
+        return Ok(Some(End::After));
+    }
+    Ok(None)
+}
+
+/// The answer given the text of its tokens: its first line with `stop_at_newline`, trimmed.
+pub(super) fn answer_text(text: &str, options: &GenerateOptions) -> String {
+    let text = if options.stop_at_newline { first_line(text) } else { text };
+    text.trim().to_string()
+}
+
+/// The most likely of the top `EXTRACTIVE_CANDIDATES` tokens that keeps the answer a span of
+/// `source` (normalised), or that ends the answer (end of turn, a line break); end of turn when none.
+fn extractive_next(vocabulary: &impl Vocabulary, logits: &[f32], before: &[u32], source: &str) -> Result<u32> {
+    let eos = vocabulary.eos_ids().first().copied().unwrap_or(0);
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    let top = EXTRACTIVE_CANDIDATES.min(order.len());
+    order.select_nth_unstable_by(top.saturating_sub(1), |&a, &b| logits[b].total_cmp(&logits[a]));
+    order.truncate(top);
+    order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let mut ids = before.to_vec();
+    for candidate in order {
+        let candidate = candidate as u32;
+        if vocabulary.eos_ids().contains(&candidate) {
+            return Ok(candidate);
+        }
+        ids.push(candidate);
+        let text = normalise(&vocabulary.text_of(&ids)?);
+        ids.pop();
+        // Whitespace (a line break included) keeps the normalised answer a span: allowed, and
+        // `stop_at_newline` then ends the answer there.
+        if text.is_empty() || source.contains(&text) {
+            return Ok(candidate);
+        }
+    }
+    Ok(eos)
+}
+
+/// The greedy next token, unless it would end the answer (end of turn, or the line break
+/// `stop_at_newline` stops at) right after a digit while a next digit has at least
+/// [`NUMBER_CONTINUATION`] probability: then that digit (see `GenerateOptions::whole_numbers`).
+/// Runs every step, so the cheap test (does the answer end in a digit?) comes first.
+fn whole_number_next(
+    vocabulary: &impl Vocabulary,
+    logits: &[f32],
+    before: &[u32],
+    options: &GenerateOptions,
+) -> Result<u32> {
+    let next = argmax(logits);
+    let Some(&last) = before.last() else { return Ok(next) };
+    if !vocabulary.text_of(&[last])?.ends_with(|c: char| c.is_ascii_digit()) {
+        return Ok(next);
+    }
+    if ends(vocabulary, before, next, options)?.is_none() {
+        return Ok(next);
+    }
+    let digit = vocabulary
+        .digit_ids()
+        .iter()
+        .copied()
+        .filter(|&d| (d as usize) < logits.len())
+        .max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize]));
+    Ok(digit.filter(|&d| probability(logits, d as usize) >= NUMBER_CONTINUATION).unwrap_or(next))
+}
+
+/// True when `next` holds a line break and the text so far (`before`) is not blank: the answer's
+/// first line is complete. A break before any text is kept (some answers start on a new line).
+fn ends_line(vocabulary: &impl Vocabulary, before: &[u32], next: u32) -> Result<bool> {
+    if !vocabulary.text_of(&[next])?.contains('\n') {
+        return Ok(false);
+    }
+    Ok(!vocabulary.text_of(before)?.trim().is_empty())
+}
+
+/// The text up to the first line break that follows non-blank text (all of it when there is none).
+fn first_line(text: &str) -> &str {
+    let start = text.len() - text.trim_start().len();
+    match text[start..].find('\n') {
+        Some(end) => &text[..start + end],
+        None => text,
+    }
+}
+
+/// Candidates extractive decoding considers per step, most likely first.
+const EXTRACTIVE_CANDIDATES: usize = 64;
+
+/// Lower case, whitespace runs as one space, trimmed: how extractive decoding compares answer and source.
+pub(super) fn normalise(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Softmax probability of `index` under `logits` (computed stably, from the maximum).
+fn probability(logits: &[f32], index: usize) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let total: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+    (logits[index] - max).exp() / total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_line_skips_leading_blank_lines() {
+        assert_eq!(first_line("\n\n Paris.\n\nThe answer"), "\n\n Paris.");
+        assert_eq!(first_line("Paris.\nMore"), "Paris.");
+        assert_eq!(first_line("Paris"), "Paris");
+        assert_eq!(first_line(""), "");
+    }
+
+    #[test]
+    fn normalise_collapses_whitespace_and_case() {
+        assert_eq!(normalise("  Ada\n  MORROW \t"), "ada morrow");
+    }
+
+    #[test]
+    fn probability_is_a_stable_softmax() {
+        let logits = [0.0f32, (3.0f32).ln(), 1000.0 - 1000.0];
+        assert!((probability(&logits, 1) - 0.6).abs() < 1e-6);
+        // Large logits do not overflow.
+        let large = [1000.0f32, 1000.0, 999.0];
+        let p: f32 = (0..3).map(|i| probability(&large, i)).sum();
+        assert!((p - 1.0).abs() < 1e-5 && probability(&large, 0) > probability(&large, 2));
+    }
+
+    #[test]
+    fn argmax_takes_the_first_of_equal_maxima() {
+        assert_eq!(argmax(&[0.1, 0.7, 0.2]), 1);
+        assert_eq!(argmax(&[0.5, 0.9, 0.9]), 1);
+        assert_eq!(argmax(&[]), 0);
+    }
+
+    /// A toy vocabulary: token `i` is `WORDS[i]`; 0 is end of turn (skipped in text).
+    struct Toy;
+
+    const EOS: u32 = 0;
+    const NEWLINE: u32 = 1;
+    const PARIS: u32 = 2;
+    const DOT_NEWLINE: u32 = 3;
+    const NINE: u32 = 4;
+    const ZERO: u32 = 5;
+    const TWO: u32 = 6;
+    const STEPS: u32 = 7;
+    const WORDS: [&str; 8] = ["<eos>", "\n", " Paris", ".\n", "9", "0", "2", " steps"];
+
+    impl Vocabulary for Toy {
+        fn eos_ids(&self) -> &[u32] {
+            &[EOS]
+        }
+        fn digit_ids(&self) -> &[u32] {
+            &[ZERO, TWO, NINE]
+        }
+        fn text_of(&self, ids: &[u32]) -> Result<String> {
+            Ok(ids.iter().filter(|&&id| id != EOS).map(|&id| WORDS[id as usize]).collect())
+        }
+    }
+
+    /// Logits whose softmax gives `chosen` their probabilities and shares the rest evenly.
+    fn logits(chosen: &[(u32, f32)]) -> Vec<f32> {
+        let rest = (1.0 - chosen.iter().map(|(_, p)| p).sum::<f32>()) / (WORDS.len() - chosen.len()) as f32;
+        (0..WORDS.len() as u32).map(|id| chosen.iter().find(|(c, _)| *c == id).map_or(rest, |(_, p)| *p).ln()).collect()
+    }
+
+    fn options(stop_at_newline: bool, whole_numbers: bool) -> GenerateOptions {
+        GenerateOptions { stop_at_newline, whole_numbers, ..GenerateOptions::new(8) }
+    }
+
+    #[test]
+    fn a_line_ends_at_a_break_after_some_text() {
+        assert!(ends_line(&Toy, &[PARIS], NEWLINE).unwrap());
+        assert!(ends_line(&Toy, &[PARIS], DOT_NEWLINE).unwrap());
+        assert!(!ends_line(&Toy, &[PARIS], NINE).unwrap());
+        // A break before any text (or after blank lines only) does not end the answer.
+        assert!(!ends_line(&Toy, &[], NEWLINE).unwrap());
+        assert!(!ends_line(&Toy, &[NEWLINE], NEWLINE).unwrap());
+    }
+
+    #[test]
+    fn the_answer_ends_at_end_of_turn_or_with_its_first_line() {
+        let lines = options(true, false);
+        assert_eq!(ends(&Toy, &[PARIS], EOS, &lines).unwrap(), Some(End::Before));
+        assert_eq!(ends(&Toy, &[], EOS, &options(false, false)).unwrap(), Some(End::Before));
+        assert_eq!(ends(&Toy, &[PARIS], DOT_NEWLINE, &lines).unwrap(), Some(End::After));
+        assert_eq!(ends(&Toy, &[PARIS], DOT_NEWLINE, &options(false, false)).unwrap(), None);
+        assert_eq!(ends(&Toy, &[], NEWLINE, &lines).unwrap(), None);
+        assert_eq!(ends(&Toy, &[PARIS], STEPS, &lines).unwrap(), None);
+    }
+
+    #[test]
+    fn answer_text_is_the_trimmed_first_line_when_asked() {
+        assert_eq!(answer_text("\n\n Paris.\n\nThe answer", &options(true, false)), "Paris.");
+        assert_eq!(answer_text("\n\n Paris.\n\nThe answer ", &options(false, false)), "Paris.\n\nThe answer");
+    }
+
+    #[test]
+    fn a_number_goes_on_when_a_next_digit_is_likely_enough() {
+        let whole = options(false, true);
+        // "9", then end of turn at 0.88 against "0" at 0.10: the number goes on.
+        let likely = logits(&[(EOS, 0.88), (ZERO, 0.10)]);
+        assert_eq!(next_token(&Toy, &likely, &[NINE], None, &whole).unwrap(), ZERO);
+        // Off, or not after a digit, or at the start: greedy.
+        assert_eq!(next_token(&Toy, &likely, &[NINE], None, &options(false, false)).unwrap(), EOS);
+        assert_eq!(next_token(&Toy, &likely, &[PARIS], None, &whole).unwrap(), EOS);
+        assert_eq!(next_token(&Toy, &likely, &[], None, &whole).unwrap(), EOS);
+        // A next digit below NUMBER_CONTINUATION does not keep the number going.
+        let unlikely = logits(&[(EOS, 0.96), (ZERO, 0.03)]);
+        assert_eq!(next_token(&Toy, &unlikely, &[NINE], None, &whole).unwrap(), EOS);
+        // The most likely digit is the one taken.
+        let two = logits(&[(EOS, 0.80), (ZERO, 0.06), (TWO, 0.12)]);
+        assert_eq!(next_token(&Toy, &two, &[NINE], None, &whole).unwrap(), TWO);
+    }
+
+    #[test]
+    fn a_number_goes_on_past_the_line_break_that_would_end_it() {
+        let line_break = logits(&[(NEWLINE, 0.85), (ZERO, 0.10)]);
+        assert_eq!(next_token(&Toy, &line_break, &[NINE], None, &options(true, true)).unwrap(), ZERO);
+        // Without stop_at_newline the break does not end the answer: greedy.
+        assert_eq!(next_token(&Toy, &line_break, &[NINE], None, &options(false, true)).unwrap(), NEWLINE);
+        // Not a digit before it: greedy.
+        assert_eq!(next_token(&Toy, &line_break, &[PARIS], None, &options(true, true)).unwrap(), NEWLINE);
+    }
+
+    #[test]
+    fn extractive_decoding_takes_the_likeliest_token_that_stays_a_span() {
+        let source = normalise("The 902 steps lead to Paris.\nThe end");
+        let source = Some(source.as_str());
+        let greedy = options(true, false);
+        // The likeliest candidate when it is a span; the next one that is when it is not ("9 paris").
+        let first = logits(&[(STEPS, 0.5), (PARIS, 0.3)]);
+        assert_eq!(next_token(&Toy, &first, &[], source, &greedy).unwrap(), STEPS);
+        let after_nine = logits(&[(PARIS, 0.5), (ZERO, 0.3)]);
+        assert_eq!(next_token(&Toy, &after_nine, &[NINE], source, &greedy).unwrap(), ZERO);
+        // A line break keeps the normalised answer a span.
+        let dot = logits(&[(NINE, 0.5), (DOT_NEWLINE, 0.3)]);
+        assert_eq!(next_token(&Toy, &dot, &[PARIS], source, &greedy).unwrap(), DOT_NEWLINE);
+        // End of turn ranked above every token that fits ends the answer.
+        let eos_first = logits(&[(STEPS, 0.5), (EOS, 0.3), (PARIS, 0.1)]);
+        assert_eq!(next_token(&Toy, &eos_first, &[NINE], source, &greedy).unwrap(), EOS);
+    }
+}
