@@ -54,10 +54,7 @@ impl<'t> Chunker<'t> {
     }
 
     fn tokenize(&self, text: &str) -> Result<Tokens> {
-        let encoding = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| Error::Tokenizer { what: "encoder".into(), reason: e.to_string() })?;
+        let encoding = self.tokenizer.encode(text, false).map_err(|e| Error::tokenizer("encoder", e))?;
         let mut previous_word = None;
         let word_start = encoding
             .get_word_ids()

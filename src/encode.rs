@@ -57,9 +57,8 @@ impl Encoder {
         let tokenizer_path = manifest.path_of(&spec.tokenizer);
         let tokenizer = runtime::load_tokenizer(&tokenizer_path, "encoder")?;
         let special = |token: &str| {
-            tokenizer.token_to_id(token).ok_or_else(|| Error::Tokenizer {
-                what: format!("encoder {}", tokenizer_path.display()),
-                reason: format!("has no {token} token"),
+            tokenizer.token_to_id(token).ok_or_else(|| {
+                Error::tokenizer(format!("encoder {}", tokenizer_path.display()), format!("has no {token} token"))
             })
         };
         let (cls, sep, pad) = (special("[CLS]")?, special("[SEP]")?, special("[PAD]")?);
@@ -109,10 +108,7 @@ impl Encoder {
         let rows: Vec<Vec<u32>> = texts
             .iter()
             .map(|text| {
-                let encoding = self
-                    .tokenizer
-                    .encode(*text, false)
-                    .map_err(|e| Error::Tokenizer { what: "encoder".into(), reason: e.to_string() })?;
+                let encoding = self.tokenizer.encode(*text, false).map_err(|e| Error::tokenizer("encoder", e))?;
                 let ids = encoding.get_ids();
                 Ok(ids[..ids.len().min(self.max_content_tokens())].to_vec())
             })

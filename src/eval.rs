@@ -104,16 +104,18 @@ pub fn score(prediction: &str, answers: &[String]) -> (f64, f64, f64) {
 
 pub fn read_questions(path: &Path) -> Result<Vec<Question>> {
     let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| Error::Input { path: name.clone(), reason: e.to_string() })?;
+    let file = std::fs::File::open(path).map_err(|e| Error::input(&name, e))?;
     let mut questions = Vec::new();
     for (index, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::Input { path: name.clone(), reason: e.to_string() })?;
+        let line = line.map_err(|e| Error::input(&name, e))?;
         if line.trim().is_empty() {
             continue;
         }
-        let question: Question = serde_json::from_str(&line).map_err(|e| Error::Input {
-            path: format!("{name}:{}", index + 1),
-            reason: format!("expected {{\"doc_id\", \"question\", \"answers\": [...]}}: {e}"),
+        let question: Question = serde_json::from_str(&line).map_err(|e| {
+            Error::input(
+                format!("{name}:{}", index + 1),
+                format!("expected {{\"doc_id\", \"question\", \"answers\": [...]}}: {e}"),
+            )
         })?;
         questions.push(question);
     }

@@ -86,13 +86,13 @@ pub struct ParquetSink {
 impl ParquetSink {
     pub fn create(path: &Path, encoder: &EncoderInfo) -> Result<ParquetSink> {
         let label = path.display().to_string();
-        let err = |e: &dyn std::fmt::Display| Error::Parquet { path: label.clone(), reason: e.to_string() };
-        let file = File::create(path).map_err(|e| err(&e))?;
+        let file = File::create(path).map_err(|e| Error::parquet(&label, e))?;
         let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| err(&e))?))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| Error::parquet(&label, e))?))
             .build();
         let schema = schema(encoder);
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(|e| err(&e))?;
+        let writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(|e| Error::parquet(&label, e))?;
         Ok(ParquetSink { writer, schema, dim: encoder.dim, pending: Vec::new(), rows: 0, documents: 0, path: label })
     }
 
@@ -125,7 +125,7 @@ impl ParquetSink {
         }
         let item = Arc::new(Field::new("item", DataType::Float32, false));
         let vectors = FixedSizeListArray::try_new(item, self.dim as i32, Arc::new(Float32Array::from(values)), None)
-            .map_err(|e| Error::Parquet { path: self.path.clone(), reason: e.to_string() })?;
+            .map_err(|e| Error::parquet(&self.path, e))?;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values((0..n).map(|i| rows[i].0.doc_id.as_str()))),
             Arc::new(Int32Array::from_iter_values((0..n).map(|i| chunk(i).seq as i32))),
@@ -143,16 +143,15 @@ impl ParquetSink {
             Arc::new(Int32Array::from_iter((0..n).map(|i| chunk(i).memory.as_ref().map(|m| m.slots as i32)))),
             Arc::new(BinaryArray::from_iter((0..n).map(|i| chunk(i).memory.as_ref().map(|m| m.blob.as_slice())))),
         ];
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| Error::Parquet { path: self.path.clone(), reason: e.to_string() })?;
-        self.writer.write(&batch).map_err(|e| Error::Parquet { path: self.path.clone(), reason: e.to_string() })?;
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| Error::parquet(&self.path, e))?;
+        self.writer.write(&batch).map_err(|e| Error::parquet(&self.path, e))?;
         self.rows += n;
         Ok(())
     }
 
     pub fn finish(mut self) -> Result<(usize, usize)> {
         self.flush()?;
-        self.writer.close().map_err(|e| Error::Parquet { path: self.path.clone(), reason: e.to_string() })?;
+        self.writer.close().map_err(|e| Error::parquet(&self.path, e))?;
         Ok((self.rows, self.documents))
     }
 }
@@ -190,20 +189,20 @@ pub fn read(path: &Path) -> Result<(EncoderInfo, Vec<NewDocument>)> {
     // bit-flip property test in tests/store.rs; e.g. apache/arrow-rs#9839, malformed Thrift fields
     // in page headers, parquet 57). Nothing of a failed read is kept, so unwinding out of it is safe.
     std::panic::catch_unwind(|| read_file(path)).unwrap_or_else(|panic| {
-        Err(Error::Parquet {
-            path: path.display().to_string(),
-            reason: format!(
+        Err(Error::parquet(
+            path.display().to_string(),
+            format!(
                 "corrupt file: the Parquet reader failed ({}); re-create it with `e2llm export`",
                 crate::error::panic_message(&*panic)
             ),
-        })
+        ))
     })
 }
 
 fn read_file(path: &Path) -> Result<(EncoderInfo, Vec<NewDocument>)> {
     let label = path.display().to_string();
-    let err = |reason: String| Error::Parquet { path: label.clone(), reason };
-    let file = File::open(path).map_err(|e| err(e.to_string()))?;
+    let err = |reason: String| Error::parquet(&label, reason);
+    let file = File::open(path).map_err(|e| Error::parquet(&label, e))?;
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(format!("not a readable Parquet file: {e}")))?;
     let metadata = builder.schema().metadata().clone();
@@ -233,10 +232,10 @@ fn read_file(path: &Path) -> Result<(EncoderInfo, Vec<NewDocument>)> {
             Err(_) => return Err(err(format!("missing column `{}`", field.name()))),
         }
     }
-    let reader = builder.build().map_err(|e| err(e.to_string()))?;
+    let reader = builder.build().map_err(|e| Error::parquet(&label, e))?;
     let mut documents: Vec<NewDocument> = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| err(e.to_string()))?;
+        let batch = batch.map_err(|e| Error::parquet(&label, e))?;
         let column = |name: &str| batch.column_by_name(name).expect("columns checked above");
         let strings = |name: &str| column(name).as_string::<i32>().clone();
         let (doc_ids, texts, sources, hashes) =

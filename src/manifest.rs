@@ -122,24 +122,22 @@ impl Manifest {
             return Err(Error::ModelsMissing { path: dir.to_path_buf() });
         }
         let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::ModelFile { path: path.clone(), reason: e.to_string() })?;
-        let mut manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| Error::Manifest { path: path.clone(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::model_file(&path, e))?;
+        let mut manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::manifest(&path, e))?;
         if manifest.format_version != FORMAT_VERSION {
-            return Err(Error::Manifest {
+            return Err(Error::manifest(
                 path,
-                reason: format!(
+                format!(
                     "format_version {} is not the supported {FORMAT_VERSION}: re-run `make setup`",
                     manifest.format_version
                 ),
-            });
+            ));
         }
         manifest.dir = dir.to_path_buf();
         for name in manifest.files.keys() {
             let file = dir.join(name);
             if !file.is_file() {
-                return Err(Error::ModelFile { path: file, reason: "listed in manifest.json but absent".into() });
+                return Err(Error::model_file(file, "listed in manifest.json but absent"));
             }
         }
         for required in [
@@ -158,7 +156,7 @@ impl Manifest {
         .flatten()
         {
             if !manifest.files.contains_key(required.as_str()) {
-                return Err(Error::Manifest { path: path.clone(), reason: format!("`files` lacks {required}") });
+                return Err(Error::manifest(&path, format!("`files` lacks {required}")));
             }
         }
         Ok(manifest)
@@ -194,10 +192,10 @@ impl Manifest {
             let path = self.dir.join(name);
             let actual = sha256_file(&path)?;
             if &actual != expected {
-                return Err(Error::ModelFile {
+                return Err(Error::model_file(
                     path,
-                    reason: format!("sha256 {actual} differs from the manifest's {expected} (corrupt or replaced)"),
-                });
+                    format!("sha256 {actual} differs from the manifest's {expected} (corrupt or replaced)"),
+                ));
             }
         }
         Ok(())
@@ -206,8 +204,7 @@ impl Manifest {
 
 pub fn sha256_file(path: &Path) -> Result<String> {
     use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).map_err(|e| Error::ModelFile { path: path.to_path_buf(), reason: e.to_string() })?;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::model_file(path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -152,19 +152,19 @@ impl RccEncoder {
                 .into(),
         })?;
         if spec.decoder_fingerprint != manifest.decoder.fingerprint {
-            return Err(Error::Manifest {
-                path: manifest.path_of("manifest.json"),
-                reason: format!(
+            return Err(Error::manifest(
+                manifest.path_of("manifest.json"),
+                format!(
                     "the RCC encoder was trained for decoder {} but the decoder is {}: re-run `make setup`",
                     spec.decoder_fingerprint, manifest.decoder.fingerprint
                 ),
-            });
+            ));
         }
         if spec.rope_inv_freq.len() != manifest.decoder.head_dim / 2 || spec.ratio == 0 {
-            return Err(Error::Manifest {
-                path: manifest.path_of("manifest.json"),
-                reason: "rcc: rope_inv_freq must hold head_dim / 2 values and ratio be at least 1".into(),
-            });
+            return Err(Error::manifest(
+                manifest.path_of("manifest.json"),
+                "rcc: rope_inv_freq must hold head_dim / 2 values and ratio be at least 1",
+            ));
         }
         let decoder = &manifest.decoder;
         let tokenizer_path = manifest.path_of(&decoder.tokenizer);
@@ -197,10 +197,7 @@ impl RccEncoder {
 
     /// Decoder tokens of a chunk, cut to `max_segment_tokens`.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| Error::Tokenizer { what: "decoder".into(), reason: e.to_string() })?;
+        let encoding = self.tokenizer.encode(text, false).map_err(|e| Error::tokenizer("decoder", e))?;
         let mut ids = encoding.get_ids().to_vec();
         ids.truncate(self.spec.max_segment_tokens);
         Ok(ids)

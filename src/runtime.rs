@@ -13,8 +13,7 @@ use crate::error::{Error, Result};
 
 /// A Hugging Face `tokenizers` file of the models directory; `role` (encoder, decoder) names it in errors.
 pub fn load_tokenizer(path: &Path, role: &str) -> Result<tokenizers::Tokenizer> {
-    tokenizers::Tokenizer::from_file(path)
-        .map_err(|e| Error::Tokenizer { what: format!("{role} {}", path.display()), reason: e.to_string() })
+    tokenizers::Tokenizer::from_file(path).map_err(|e| Error::tokenizer(format!("{role} {}", path.display()), e))
 }
 
 /// Where inference runs. `Auto` tries CUDA and falls back to CPU, reporting which it used;
@@ -256,14 +255,15 @@ pub fn model_session(
         let (model, chosen) = files.choose(precision, provider)?;
         let label = model.display().to_string();
         if !model.is_file() {
-            return Err(Error::ModelFile { path: model.to_path_buf(), reason: "file not found".into() });
+            return Err(Error::model_file(model, "file not found"));
         }
+        // The builder's own errors hold the builder (not Send): `ort::Error::<()>::from` keeps the error alone.
         let mut builder = Session::builder(&env)
             .map_err(|e| Error::inference(&label, e))?
             .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(|e| Error::inference(&label, e))?
+            .map_err(|e| Error::inference(&label, ort::Error::<()>::from(e)))?
             .with_intra_threads(threads.max(1))
-            .map_err(|e| Error::inference(&label, e))?;
+            .map_err(|e| Error::inference(&label, ort::Error::<()>::from(e)))?;
         if provider == Provider::Cuda {
             builder = builder.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()]).map_err(
                 |e| Error::Cuda {
@@ -274,9 +274,7 @@ pub fn model_session(
                 },
             )?;
         }
-        let session = builder
-            .commit_from_file(model)
-            .map_err(|e| Error::ModelFile { path: model.to_path_buf(), reason: e.to_string() })?;
+        let session = builder.commit_from_file(model).map_err(|e| Error::model_file(model, e))?;
         Ok((session, provider, chosen))
     };
     match device {

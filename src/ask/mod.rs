@@ -228,10 +228,8 @@ impl Engine {
                 break;
             }
             used += slots;
-            let memory = Memory::from_blob(&blob, slots, shape).map_err(|e| Error::Database {
-                path: store.path().to_string(),
-                reason: format!("document `{}` chunk {seq}: {e}", document.doc_id),
-            })?;
+            let memory = Memory::from_blob(&blob, slots, shape)
+                .map_err(|e| Error::db(store.path(), format!("document `{}` chunk {seq}: {e}", document.doc_id)))?;
             parts.push(memory);
             context.selected.push(*seq);
         }

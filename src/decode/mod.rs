@@ -70,7 +70,7 @@ impl Decoder {
             let tokenizer = scope.spawn(|| runtime::load_tokenizer(&tokenizer_path, "decoder"));
             let embed = scope.spawn(|| runtime::session(&manifest.dir, &manifest.path_of(&spec.embed_file), device, 1));
             let decoder = runtime::model_session(&manifest.dir, &files, device, precision, threads);
-            let joined = |name: &str| Error::Inference { model: name.into(), reason: "loading thread panicked".into() };
+            let joined = |name: &str| Error::inference(name, "loading thread panicked");
             (
                 tokenizer.join().unwrap_or_else(|_| Err(joined("decoder tokenizer"))),
                 embed.join().unwrap_or_else(|_| Err(joined("embed"))),
@@ -117,15 +117,12 @@ impl Decoder {
     }
 
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| Error::Tokenizer { what: "decoder".into(), reason: e.to_string() })?;
+        let encoding = self.tokenizer.encode(text, false).map_err(|e| Error::tokenizer("decoder", e))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     pub fn detokenize(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer.decode(ids, true).map_err(|e| Error::Tokenizer { what: "decoder".into(), reason: e.to_string() })
+        self.tokenizer.decode(ids, true).map_err(|e| Error::tokenizer("decoder", e))
     }
 
     /// Embedding rows for token ids (`ids.len() × hidden`).

@@ -109,7 +109,7 @@ fn corrupt(path: &str, e: rusqlite::Error) -> Error {
 fn sqlite_error(path: &str, e: rusqlite::Error) -> Error {
     match &e {
         rusqlite::Error::SqliteFailure(failure, _) if failure.code == rusqlite::ErrorCode::ReadOnly => {
-            Error::ReadOnly { path: path.to_string(), reason: e.to_string() }
+            Error::read_only(path, e)
         }
         _ => Error::db(path, e),
     }
@@ -141,7 +141,8 @@ mod tests {
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
         let err = corrupt("LABEL", e.unwrap_err());
         match err {
-            Error::Database { path, reason } => {
+            Error::Database { path, source } => {
+                let reason = source.to_string();
                 assert_eq!(path, "LABEL");
                 assert!(reason.ends_with(": the file is not an SQLite database or is corrupt"), "{reason}");
                 assert!(reason.contains("not a database"), "keeps SQLite's words: {reason}");

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{
     corrupt, DocumentRow, EncoderInfo, NewChunk, NewDocument, Stats, StoredChunks, StoredMemory, SCHEMA_VERSION,
 };
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::vector;
 
 /// Read access to an e2llm database through any connection: the CLI's own, or the host
@@ -24,7 +24,7 @@ impl<'c> Reader<'c> {
         &self.path
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> Error {
+    fn err(&self, e: impl Into<BoxError>) -> Error {
         Error::db(&self.path, e)
     }
 

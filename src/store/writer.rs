@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::open::{check_writable, needs_wal_index, open_immutable};
 use super::{corrupt, sqlite_error, EncoderInfo, NewDocument, Reader, BUSY_TIMEOUT, SCHEMA, SCHEMA_VERSION};
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::vector;
 
 pub struct Store {
@@ -20,7 +20,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let label = path.display().to_string();
         if let Err(reason) = check_writable(path) {
-            return Err(Error::ReadOnly { path: label, reason });
+            return Err(Error::read_only(label, reason));
         }
         let conn = Connection::open(path).map_err(|e| sqlite_error(&label, e))?;
         let store = Store { conn, path: label };
@@ -59,7 +59,7 @@ impl Store {
         &self.conn
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> Error {
+    fn err(&self, e: impl Into<BoxError>) -> Error {
         Error::db(&self.path, e)
     }
 
