@@ -1,4 +1,4 @@
-"""The prompt every mode sends, built in Python exactly as `src/ask.rs` builds it in Rust.
+"""The prompt every mode sends, built in Python exactly as `src/ask/prompt.rs` builds it in Rust.
 
 The template strings live in ``onnx/prompt.json`` (copied into each manifest); the layout is
 
@@ -26,7 +26,7 @@ import numpy as np
 
 MODES = ("question-only", "compressed", "hybrid", "rag", "full")
 RCC_MODE = "rcc"  # trained by e2llm_offline.rcc, not with the adapter
-# Mirrors of the constants in src/ask.rs (the parity test fails if they drift).
+# Mirrors of the constants in src/ask/mod.rs and src/ask/options.rs (the parity test fails if they drift).
 MAX_QUESTION_TOKENS = 512
 QUESTION_RESERVE = 128
 DEFAULT_MAX_SOFT_TOKENS = 64
