@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from metrics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(os.environ.get("E2LLM_BIN", ROOT / "target" / "release" / "e2llm"))
@@ -81,8 +82,8 @@ def bench_compress(workdir: Path, docs: list[tuple[str, str]], runs: int, thread
         results.append({**summary, "peak_rss_mib": peak / 1024})
     return {"db": db, "runs": results, "threads": threads,
             "chunks": results[0]["chunks"], "tokens": results[0]["tokens"],
-            "chunks_per_second": statistics.median(r["chunks_per_second"] for r in results),
-            "tokens_per_second": statistics.median(r["tokens_per_second"] for r in results),
+            "chunks_per_second": median(r["chunks_per_second"] for r in results),
+            "tokens_per_second": median(r["tokens_per_second"] for r in results),
             "spread_chunks_per_second": [min(r["chunks_per_second"] for r in results),
                                          max(r["chunks_per_second"] for r in results)]}
 
@@ -138,10 +139,10 @@ def bench_storage(db: Path, workdir: Path, docs: list[tuple[str, str]], runs: in
     con.close()
     decoder = json.loads((MODELS / "manifest.json").read_text())["decoder"]
     tokens = sqlite3.connect(db).execute("SELECT sum(token_end - token_start) FROM chunks").fetchone()[0]
-    return {"rows": exported["rows"], "tokens": tokens, "export_rows_per_second": statistics.median(exports),
+    return {"rows": exported["rows"], "tokens": tokens, "export_rows_per_second": median(exports),
             # K and V, per layer, per KV head: what a decoder keeps per token of the same text if it read it.
             "kv_cache_bytes_per_token_fp32": 2 * decoder["layers"] * decoder["kv_heads"] * decoder["head_dim"] * 4,
-            "import_rows_per_second": statistics.median(imports),
+            "import_rows_per_second": median(imports),
             "raw_text_bytes": sum(len(text.encode()) for _, text in docs),
             "sqlite_bytes": db.stat().st_size, "parquet_bytes": parquet.stat().st_size}
 
@@ -175,7 +176,7 @@ def bench_python_ort(db: Path, runs: int, threads: int, batch: int) -> dict:
                 mask[r, : len(encodings[i].ids)] = 1
             out[rows] = session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0]
         rates.append(len(texts) / (time.perf_counter() - started))
-    return {"chunks": len(texts), "chunks_per_second": statistics.median(rates), "spread": [min(rates), max(rates)]}
+    return {"chunks": len(texts), "chunks_per_second": median(rates), "spread": [min(rates), max(rates)]}
 
 
 def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int,
@@ -211,10 +212,10 @@ def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int,
         ok = [s for s in samples if "error" not in s]
         out["modes"][mode] = {"error": samples[0]["error"]} if not ok else {
             "prompt_tokens": ok[0]["prompt_tokens"], "truncated": ok[0]["truncated"],
-            "ttft_ms": statistics.median(s["ttft_ms"] for s in ok),
-            "total_ms": statistics.median(s["total_ms"] for s in ok),
-            "load_ms": statistics.median(s["load_ms"] for s in ok),
-            "peak_rss_mib": statistics.median(s["peak_rss_mib"] for s in ok),
+            "ttft_ms": median(s["ttft_ms"] for s in ok),
+            "total_ms": median(s["total_ms"] for s in ok),
+            "load_ms": median(s["load_ms"] for s in ok),
+            "peak_rss_mib": median(s["peak_rss_mib"] for s in ok),
             "ttft_spread": [min(s["ttft_ms"] for s in ok), max(s["ttft_ms"] for s in ok)]}
     # A second, different question about the same document in the same process (prefix KV cache).
     out["repeat"] = {}
@@ -226,8 +227,8 @@ def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int,
             hits.append(answers[1]["prefix_cache_hit"])
             firsts.append(answers[0]["ttft_ms"])
             seconds.append(answers[1]["ttft_ms"])
-        out["repeat"][mode] = {"first_ttft_ms": statistics.median(firsts), "second_ttft_ms": statistics.median(seconds),
-                               "speedup": statistics.median(firsts) / statistics.median(seconds),
+        out["repeat"][mode] = {"first_ttft_ms": median(firsts), "second_ttft_ms": median(seconds),
+                               "speedup": median(firsts) / median(seconds),
                                "second_hit_prefix_cache": all(hits)}
     return out
 

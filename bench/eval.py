@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from eval_adapter import paired_bootstrap
+from metrics import median
 from runner import ROOT, compress, run_eval
 
 sys.path.insert(0, str(ROOT / "onnx"))
@@ -179,7 +180,7 @@ def score(rows: list[dict]) -> dict:
     return {"questions": len(rows), "exact_match": sum(r["exact_match"] for r in rows) / n,
             "f1": sum(r["f1"] for r in rows) / n, "contained": sum(r["contained"] for r in rows) / n,
             "prompt_tokens": statistics.mean(r["prompt_tokens"] for r in rows) if rows else 0,
-            "ttft_ms_p50": statistics.median(ttft)}
+            "ttft_ms_p50": median(ttft)}
 
 
 def write_report(report: dict, out: Path, name: str) -> None:

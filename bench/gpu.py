@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import tempfile
 import threading
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import bench
+from metrics import median
 
 QUESTIONS = ["What did the president say about the budget?", "Which countries are mentioned?",
              "What is said about taxes?"]
@@ -154,13 +154,13 @@ def ask_precisions(doc: Path, db: Path, modes: list[str], precisions: list[str],
                      if s["generated_tokens"] > 1]
             out[precision][mode] = {
                 "prompt_tokens": runs_[0]["prompt_tokens"], "truncated": runs_[0]["truncated"],
-                "ttft_ms": statistics.median(s["ttft_ms"] for s in runs_),
+                "ttft_ms": median(s["ttft_ms"] for s in runs_),
                 "ttft_spread": [min(s["ttft_ms"] for s in runs_), max(s["ttft_ms"] for s in runs_)],
-                "total_ms": statistics.median(s["total_ms"] for s in runs_),
-                "load_ms": statistics.median(s["load_ms"] for s in runs_),
-                "peak_rss_mib": statistics.median(s["peak_rss_mib"] for s in runs_),
-                "generated_tokens": statistics.median(s["generated_tokens"] for s in runs_),
-                "ms_per_new_token": statistics.median(steps) if steps else None,
+                "total_ms": median(s["total_ms"] for s in runs_),
+                "load_ms": median(s["load_ms"] for s in runs_),
+                "peak_rss_mib": median(s["peak_rss_mib"] for s in runs_),
+                "generated_tokens": median(s["generated_tokens"] for s in runs_),
+                "ms_per_new_token": median(steps) if steps else None,
                 "answer": runs_[0]["answer"], "provider": runs_[0]["provider"]}
     return out
 
@@ -363,7 +363,7 @@ def write_markdown(report: dict, path: Path) -> None:
              "|---|---|---|---|---|---|---|"]
     for r in report["compress"]:
         spread = [round(x) for x in r["spread_chunks_per_second"]]
-        rss = statistics.median(x["peak_rss_mib"] for x in r["runs"])
+        rss = median(x["peak_rss_mib"] for x in r["runs"])
         lines.append(f"| {r['device']} ({r['threads']} threads) | {r['batch']} | {r['chunks']} | "
                      f"{r['chunks_per_second']:.0f} {spread} | {r['tokens_per_second']:.0f} | {rss:.0f} | "
                      f"{r['peak_gpu_mib'] if r['device'] == 'cuda' else '—'} |")

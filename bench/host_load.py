@@ -8,7 +8,7 @@ sqlite3 releases the GIL while a statement runs, so the threads really are concu
     eval "$(make -s env)"; /usr/bin/python3 bench/host_load.py [--threads 8] [--questions 10] [--connections 4]
 
 Standard library only: it needs a Python whose sqlite3 loads extensions (Debian's; the project venv's
-pyenv Python cannot), so it does not import the other bench modules.
+pyenv Python cannot), so of the other bench modules it imports only metrics (standard library too).
 
 Writes reports/host_load.json and reports/host_load.md.
 """
@@ -19,13 +19,14 @@ import argparse
 import json
 import os
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from metrics import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(os.environ.get("E2LLM_BIN", ROOT / "target" / "release" / "e2llm"))
@@ -64,11 +65,9 @@ def ask(conn: sqlite3.Connection, doc: str, question: str, options: str) -> tupl
 
 
 def summary(latencies: list[float], wall: float, errors: list[str]) -> dict:
-    ordered = sorted(latencies)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] if ordered else 0.0
     return {"questions": len(latencies), "errors": len(errors), "error_messages": errors[:5], "wall_s": wall,
             "questions_per_s": len(latencies) / wall if wall else 0.0,
-            "p50_ms": statistics.median(ordered) if ordered else 0.0, "p95_ms": p95}
+            "p50_ms": percentile(latencies, 0.5), "p95_ms": percentile(latencies, 0.95)}
 
 
 def run_single(conns: list[sqlite3.Connection], work: list[list[tuple[str, str]]], options: str):

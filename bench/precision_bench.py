@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,15 +26,12 @@ import time
 from pathlib import Path
 
 from bench import BIN, MODELS, ROOT, progress, run_json, speeches
+from metrics import median, median_spread
 
 PRECISIONS = ["fp32", "quantized"]
 PROMPT_SIZES = [512, 2048, 8000]  # decoder tokens (8K: the window less the question and the answer)
 QUESTION = "Summarise what the president said, in detail."
 WORDS_PER_DECODER_TOKEN = 0.75
-
-
-def median_spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def bench_compress(workdir: Path, runs: int, threads: int, count: int) -> dict:
@@ -56,7 +52,7 @@ def bench_compress(workdir: Path, runs: int, threads: int, count: int) -> dict:
             progress(f"compress {precision} run {run + 1}: {summary['chunks_per_second']:.1f} chunks/s")
     return {"chunks": chunks, "documents": count,
             **{p: median_spread(v) for p, v in rates.items()},
-            "speedup": statistics.median(rates["quantized"]) / statistics.median(rates["fp32"])}
+            "speedup": median(rates["quantized"]) / median(rates["fp32"])}
 
 
 def document(workdir: Path, decoder_tokens: int) -> Path:
@@ -127,8 +123,8 @@ def bench_decoder(workdir: Path, runs: int, threads: int, new_tokens: int, llama
                      "prefill_tokens_per_s": median_spread([r["prefill_tokens_per_s"] for r in rows]),
                      "decode_tokens_per_s": median_spread([r["decode_tokens_per_s"] for r in rows
                                                            if r["decode_tokens_per_s"]] or [0.0]),
-                     "generated": statistics.median(r["generated"] for r in rows),
-                     **({"peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in rows)}
+                     "generated": median(r["generated"] for r in rows),
+                     **({"peak_rss_mib": median(r["peak_rss_mib"] for r in rows)}
                         if "peak_rss_mib" in rows[0] else {})}
             for engine, rows in samples.items()}
     return report
@@ -157,7 +153,7 @@ def bench_first_answer(workdir: Path, runs: int, threads: int) -> dict:
             if result.returncode != 0 or not result.stdout.strip():
                 raise RuntimeError(f"sqlite3 e2llm_ask failed: {result.stderr}")
             sql.append((time.perf_counter() - began) * 1000)
-        out[precision] = {key: statistics.median(r[key] for r in cli) for key in cli[0]}
+        out[precision] = {key: median(r[key] for r in cli) for key in cli[0]}
         out[precision]["sql_first_answer_ms"] = median_spread(sql)
         progress(f"first answer {precision}: {out[precision]}")
     return out

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import statistics
 import tempfile
 from pathlib import Path
 
 from bench import bench_ask, progress, run_json, speeches
+from metrics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def compress_costs(work: Path, runs: int, count: int) -> dict:
         vector, text = con.execute("SELECT sum(length(vector)), sum(length(CAST(text AS BLOB))) FROM chunks").fetchone()
         memory = con.execute("SELECT coalesce(sum(length(memory)), 0) FROM chunk_memory").fetchone()[0]
         tokens = summary["tokens"]
-        out[label] = {"chunks": summary["chunks"], "encoder_tokens": tokens, "chunks_per_second": statistics.median(rates),
+        out[label] = {"chunks": summary["chunks"], "encoder_tokens": tokens, "chunks_per_second": median(rates),
                       "runs": rates, "peak_rss_mib": peak / 1024, "text_bytes_per_token": text / tokens,
                       "vector_bytes_per_token": vector / tokens, "memory_bytes_per_token": memory / tokens}
     out["slowdown"] = out["vectors"]["chunks_per_second"] / out["rcc"]["chunks_per_second"]

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
+
+from metrics import median
 
 ONE_RUN = r"""
 import json, sqlite3, sys, time
@@ -46,12 +47,12 @@ def main() -> None:
         out = subprocess.run([sys.executable, "-c", ONE_RUN, args.db, args.extension, args.doc],
                              capture_output=True, text=True, check=True)
         runs.append(json.loads(out.stdout))
-    median = lambda key, field: statistics.median(r[key][field] for r in runs)  # noqa: E731
+    middle = lambda key, field: median(r[key][field] for r in runs)  # noqa: E731
     print(json.dumps({
         "runs": args.runs,
-        "first_call_wall_ms": median("first", "wall_ms"), "first_call_load_ms": median("first", "load_ms"),
-        "later_call_wall_ms": median("later", "wall_ms"),
-        "full_first_ttft_ms": median("full_first", "ttft_ms"), "full_repeat_ttft_ms": median("full_repeat", "ttft_ms"),
+        "first_call_wall_ms": middle("first", "wall_ms"), "first_call_load_ms": middle("first", "load_ms"),
+        "later_call_wall_ms": middle("later", "wall_ms"),
+        "full_first_ttft_ms": middle("full_first", "ttft_ms"), "full_repeat_ttft_ms": middle("full_repeat", "ttft_ms"),
         "full_repeat_hit": all(r["full_repeat"]["hit"] for r in runs),
     }, indent=1))
 
