@@ -70,6 +70,20 @@ class LoRA(torch.nn.Module):
             return None
         return F.linear(F.linear(x, self.a[key]), self.b[key]) * self.scale
 
+    def load_tensors(self, tensors: dict[str, np.ndarray]) -> None:
+        """Start from earlier LoRA weights (the inverse of `tensors`; same rank and targets)."""
+        for key in self.a:
+            layer, target = key.split("_", 1)
+            name = f"model.layers.{layer}.{LINEARS[target]}.{target}"
+            if f"{name}.lora_a" not in tensors:
+                raise ValueError(f"the initial LoRA has no {name} (trained with other targets?)")
+            a, b = (torch.from_numpy(tensors[f"{name}.{part}"].copy()) for part in ("lora_a", "lora_b"))
+            if a.shape != self.a[key].shape:
+                raise ValueError(f"the initial LoRA's {name} has rank {a.shape[0]}, not {self.rank}")
+            with torch.no_grad():
+                self.a[key].copy_(a)
+                self.b[key].copy_(b / self.scale)
+
     def tensors(self) -> dict[str, np.ndarray]:
         """Hugging Face weight name -> merged delta's factors, as the export reads them."""
         out = {}
@@ -354,6 +368,10 @@ def main() -> None:
         adapter.load_state_dict({k: torch.from_numpy(v) for k, v in initial.items()})
     lora = LoRA(decoder, config["lora_rank"], config["lora_alpha"], config["lora_targets"]).to(device) \
         if config.get("lora_rank") else None
+    if config.get("init_lora") and lora is not None:  # warm start from an earlier joint run
+        from safetensors.numpy import load_file
+
+        lora.load_tensors(load_file(str(ROOT / config["init_lora"])))
     groups = [{"params": list(adapter.parameters()), "base_lr": config["lr"]}]
     if lora is not None:
         groups.append({"params": list(lora.parameters()), "base_lr": config["lora_lr"]})

