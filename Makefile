@@ -133,7 +133,7 @@ check: $(VENV)/.installed
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 	$(VENV)/bin/ruff check onnx bench examples tests/python python
 	$(CARGO) nextest run --release --locked --no-fail-fast -E 'kind(lib) | kind(bin) | binary(store)'
-	PYTHONPATH=onnx $(PY) -m pytest -q onnx/tests/test_lora.py onnx/tests/test_checkpoints.py
+	PYTHONPATH=onnx $(PY) -m pytest -q onnx/tests/test_lora.py onnx/tests/test_checkpoints.py onnx/tests/test_train_state.py
 
 test-rust:
 	$(CARGO) nextest run --release --locked --no-fail-fast

@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from tokenizers import Tokenizer
 from .common import RCC_MAX_SEGMENT_TOKENS, default_decoder_gguf, rcc_slot_positions, sha256_file
 from .decoder import load_gguf, load_lora, with_lora
 from .prompt import PromptBuilder
-from .train import Data, FrozenDecoder, LoRA, lr_scale, setup_run
+from .train import Checkpoint, Data, FrozenDecoder, LoRA, Progress, lr_scale, setup_run
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_SEGMENT_TOKENS = RCC_MAX_SEGMENT_TOKENS
@@ -152,21 +151,13 @@ def main() -> None:
     print(f"RCC encoder LoRA: {sum(p.numel() for p in lora.parameters()):,} parameters, ratio {ratio}; "
           f"{len(data.doc_ids)} documents, {len(data.qa)} questions", flush=True)
 
-    state_path = run / f"checkpoint-{args.config.stem}.pt"
-    step, log = 0, []
-    if state_path.is_file():
-        state = torch.load(state_path, weights_only=False, map_location=device)
-        lora.load_state_dict(state["lora"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, log = state["step"], state["log"]
-        print(f"resumed at step {step} from {state_path}", flush=True)
-    resumed_at, earlier_seconds = step, (log[-1]["seconds"] if log else 0.0)
+    checkpoint = Checkpoint(run / f"checkpoint-{args.config.stem}.pt", {"lora": lora}, optimizer, device)
+    step, log = checkpoint.resume()
+    progress = Progress(config, step, log)
     rng = random.Random(config["seed"] * 1_000_003 + step)
 
     def save(final: bool = False) -> None:
-        torch.save({"lora": lora.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": log},
-                   state_path.with_suffix(".tmp"))
-        state_path.with_suffix(".tmp").replace(state_path)
+        checkpoint.save(step, log)
         if log:
             with open(out_dir / "loss.csv", "w", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=list(log[0]))
@@ -181,8 +172,7 @@ def main() -> None:
                 "decoder_fingerprint": manifest["decoder"]["fingerprint"],
                 "source": f"e2llm_offline.rcc, {step} steps"})
 
-    started = time.time()
-    while step < config["steps"] and not (args.minutes and time.time() - started > 60 * args.minutes):
+    while step < config["steps"] and not progress.out_of_time(args.minutes):
         for group in optimizer.param_groups:
             group["lr"] = config["lr"] * lr_scale(config, step)
         optimizer.zero_grad()
@@ -195,21 +185,13 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(list(lora.parameters()), 1.0)
         optimizer.step()
         step += 1
-        row = {"step": step, "lr_scale": round(lr_scale(config, step - 1), 4)}
-        row.update({f"loss_{t}": (float(np.mean(losses[t])) if t in losses else float("nan")) for t in TASKS})
-        row["seconds"] = round(earlier_seconds + time.time() - started, 1)
-        log.append(row)
-        if step % 5 == 0:
-            recent = log[-20:]
-            means = {t: np.nanmean([r[f"loss_{t}"] for r in recent]) for t in TASKS}
-            print(f"step {step}/{config['steps']}: " + " ".join(f"{t} {v:.2f}" for t, v in means.items())
-                  + f" ({(time.time() - started) / (step - resumed_at):.1f} s/step this session)", flush=True)
+        progress.record(step, losses, TASKS)
         if step % config["checkpoint_every"] == 0:
             save()
     save(final=True)
     if step >= config["steps"]:
-        state_path.unlink()
-    print(f"done: {step} steps in {time.time() - started:.0f} s this session; weights in {out_dir}", flush=True)
+        checkpoint.remove()
+    progress.done(step, out_dir)
 
 
 if __name__ == "__main__":

@@ -316,6 +316,68 @@ def write_curve(log: list[dict], out_dir: Path) -> None:
     plt.close(fig)
 
 
+class Checkpoint:
+    """The resumable state of a training run: one file per config beside the data, replaced atomically
+    every `checkpoint_every` steps. An interrupted run resumes from it; a finished one removes it, so
+    that the next run of the config starts afresh."""
+
+    def __init__(self, path: Path, modules: dict[str, torch.nn.Module | None], optimizer: torch.optim.Optimizer,
+                 device: torch.device) -> None:
+        self.path, self.modules, self.optimizer, self.device = path, modules, optimizer, device
+
+    def resume(self) -> tuple[int, list[dict]]:
+        """(step, log) of the saved run, its weights and optimizer state loaded; (0, []) when there is none."""
+        if not self.path.is_file():
+            return 0, []
+        state = torch.load(self.path, weights_only=False, map_location=self.device)
+        for name, module in self.modules.items():
+            if module is not None:
+                module.load_state_dict(state[name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        print(f"resumed at step {state['step']} from {self.path}", flush=True)
+        return state["step"], state["log"]
+
+    def save(self, step: int, log: list[dict]) -> None:
+        state = {name: None if module is None else module.state_dict() for name, module in self.modules.items()}
+        torch.save({**state, "optimizer": self.optimizer.state_dict(), "step": step, "log": log},
+                   self.path.with_suffix(".tmp"))
+        self.path.with_suffix(".tmp").replace(self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class Progress:
+    """The loss log of a run (a row per step: learning-rate scale, mean loss per task, seconds since the
+    run's first step, resumed sessions included) and what is printed: the last 20 steps' mean loss per
+    task every 5 steps, the pace of this session, and a last line."""
+
+    def __init__(self, config: dict, step: int, log: list[dict]) -> None:
+        self.config, self.log, self.resumed_at = config, log, step
+        self.earlier_seconds = log[-1]["seconds"] if log else 0.0
+        self.started = time.time()
+
+    def out_of_time(self, minutes: float | None) -> bool:
+        return bool(minutes) and time.time() - self.started > 60 * minutes
+
+    def record(self, step: int, losses: dict[str, list[float]], tasks: tuple[str, ...]) -> None:
+        row = {"step": step, "lr_scale": round(lr_scale(self.config, step - 1), 4)}
+        row.update({f"loss_{t}": (float(np.mean(losses[t])) if t in losses else float("nan")) for t in tasks})
+        row["seconds"] = round(self.earlier_seconds + time.time() - self.started, 1)
+        self.log.append(row)
+        if step % 5 == 0:
+            recent = self.log[-20:]
+            means = {t: np.nanmean([r[f"loss_{t}"] for r in recent]) if any(
+                r[f"loss_{t}"] == r[f"loss_{t}"] for r in recent) else float("nan") for t in tasks}
+            print(f"step {step}/{self.config['steps']}: " + " ".join(f"{t} {v:.2f}" for t, v in means.items())
+                  + f" ({(time.time() - self.started) / (step - self.resumed_at):.1f} s/step this session)",
+                  flush=True)
+
+    def done(self, step: int, out_dir: Path) -> None:
+        print(f"done: {step} steps in {time.time() - self.started:.0f} s this session; weights in {out_dir}",
+              flush=True)
+
+
 def setup_run(doc: str, default_out: str) -> tuple[argparse.Namespace, dict, Path, Path, torch.device]:
     """The command line every training script takes, and what follows from it: (arguments, config,
     data folder, output folder (created), device); seeds and threads set from the config."""
@@ -384,24 +446,14 @@ def main() -> None:
     print(f"{len(data.doc_ids)} documents, {len(data.qa)} questions; {trainable:,} trainable parameters "
           f"(adapter {sum(p.numel() for p in adapter.parameters()):,})", flush=True)
 
-    # One checkpoint per config, beside the data: an interrupted run resumes, a finished one starts afresh.
-    state_path = run / f"checkpoint-{args.config.stem}.pt"
-    step, log = 0, []
-    if state_path.is_file():
-        state = torch.load(state_path, weights_only=False, map_location=device)
-        adapter.load_state_dict(state["adapter"])
-        if lora is not None:
-            lora.load_state_dict(state["lora"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, log = state["step"], state["log"]
-        print(f"resumed at step {step} from {state_path}", flush=True)
-    resumed_at, earlier_seconds = step, (log[-1]["seconds"] if log else 0.0)
+    checkpoint = Checkpoint(run / f"checkpoint-{args.config.stem}.pt", {"adapter": adapter, "lora": lora},
+                            optimizer, device)
+    step, log = checkpoint.resume()
+    progress = Progress(config, step, log)
     rng = random.Random(config["seed"] * 1_000_003 + step)
 
     def save(final: bool = False) -> None:
-        torch.save({"adapter": adapter.state_dict(), "lora": lora.state_dict() if lora is not None else None,
-                    "optimizer": optimizer.state_dict(), "step": step, "log": log}, state_path.with_suffix(".tmp"))
-        state_path.with_suffix(".tmp").replace(state_path)
+        checkpoint.save(step, log)
         if log:
             write_curve(log, out_dir)
         if not final:
@@ -424,8 +476,7 @@ def main() -> None:
             "decoder_fingerprint": decoder_fingerprint})
 
     params = [p for g in groups for p in g["params"]]
-    started = time.time()
-    while step < config["steps"] and not (args.minutes and time.time() - started > 60 * args.minutes):
+    while step < config["steps"] and not progress.out_of_time(args.minutes):
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_scale(config, step)
         batch = examples.batch(rng)
@@ -438,23 +489,13 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         step += 1
-        row = {"step": step, "lr_scale": round(lr_scale(config, step - 1), 4)}
-        row.update({f"loss_{t}": (float(np.mean(losses[t])) if t in losses else float("nan")) for t in TASKS})
-        row["seconds"] = round(earlier_seconds + time.time() - started, 1)
-        log.append(row)
-        if step % 5 == 0:
-            recent = log[-20:]
-            means = {t: np.nanmean([r[f"loss_{t}"] for r in recent]) if any(
-                r[f"loss_{t}"] == r[f"loss_{t}"] for r in recent) else float("nan") for t in TASKS}
-            print(f"step {step}/{config['steps']}: " + " ".join(f"{t} {v:.2f}" for t, v in means.items())
-                  + f" ({(time.time() - started) / (step - resumed_at):.1f} s/step this session)", flush=True)
+        progress.record(step, losses, TASKS)
         if step % config["checkpoint_every"] == 0:
             save()
     save(final=True)
     if step >= config["steps"]:
-        state_path.unlink()
-    print(f"done: {step} steps in {time.time() - started:.0f} s this session; "
-          f"weights in {out_dir}", flush=True)
+        checkpoint.remove()
+    progress.done(step, out_dir)
 
 
 if __name__ == "__main__":
