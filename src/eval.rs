@@ -203,13 +203,20 @@ pub fn summarize(mode: &str, results: &[Scored]) -> EvalSummary {
     }
 }
 
-/// Nearest-rank percentile of sorted values (0 when empty).
+/// Percentile `q` (0..=1) of sorted values, interpolated linearly between the two nearest ranks (0
+/// when empty): the median of an even count is the mean of the middle two. The one definition the
+/// project uses; `bench/metrics.py` is its Python twin (numpy's and `statistics.median`'s too).
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
+    match sorted {
+        [] => 0.0,
+        [only] => *only,
+        _ => {
+            let position = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+            let (below, fraction) = (position.floor() as usize, position.fract());
+            let above = (below + 1).min(sorted.len() - 1);
+            sorted[below] + (sorted[above] - sorted[below]) * fraction
+        }
     }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 #[cfg(test)]
@@ -230,8 +237,12 @@ mod tests {
     #[test]
     fn percentiles() {
         let values = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(percentile(&values, 0.5), 2.0);
-        assert_eq!(percentile(&values, 0.99), 4.0);
+        assert_eq!(percentile(&values, 0.5), 2.5);
+        assert!((percentile(&values, 0.99) - 3.97).abs() < 1e-12);
+        assert_eq!(percentile(&values, 0.0), 1.0);
+        assert_eq!(percentile(&values, 1.0), 4.0);
+        assert_eq!(percentile(&[1.0, 5.0, 9.0], 0.5), 5.0);
+        assert_eq!(percentile(&[7.0], 0.9), 7.0);
         assert_eq!(percentile(&[], 0.5), 0.0);
     }
 }

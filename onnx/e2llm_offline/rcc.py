@@ -143,6 +143,10 @@ def main() -> None:
     decoder = decoder.to_device(device)
     ratio = config["ratio"]
     lora = LoRA(decoder, config["lora_rank"], config["lora_alpha"], config["lora_targets"]).to(device)
+    if config.get("init_lora"):  # warm start, e.g. from the RCC LoRA of the previous decoder release
+        from safetensors.numpy import load_file
+
+        lora.load_tensors(load_file(str(ROOT / config["init_lora"])))
     optimizer = torch.optim.AdamW(lora.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 0.0))
     tokenizer = Tokenizer.from_file(str(args.models / manifest["decoder"]["tokenizer"]))
     builder = PromptBuilder(tokenizer, manifest["prompt"], manifest["decoder"]["context_length"])
