@@ -167,17 +167,17 @@ $(LLAMA_VENV)/.installed: requirements-bench.txt
 	touch $@
 
 # Joint training of the adapter and the decoder's LoRA (CPU config by default, ~2 h on 2 cores, resumable;
-# TRAIN_CONFIG=onnx/train_configs/gpu.json HOTPOT_TRAIN=0 on a GPU). Writes onnx/adapter/; `make setup`
-# then merges the LoRA into the exported decoder.
+# TRAIN_CONFIG=onnx/train_configs/gpu.json on a GPU). Writes onnx/adapter/ (cpu-continue.json: onnx/adapter-next/,
+# a candidate to compare on the tuning split first); `make setup` then merges the LoRA into the exported decoder.
 TRAIN_CONFIG ?= onnx/train_configs/cpu.json
 $(VENV)/.installed-train: $(VENV)/.installed requirements-train.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
 	touch $@
 
-# The data the shipped weights were trained on (seed 0): the first HOTPOT_TRAIN questions of HotpotQA's
-# training split (0 = all ~6,060) + 600 synthetic facts + VARIED facts with numbers of every length and
-# words; held-out and tuning splits never. (The first joint run, onnx/train_configs/cpu.json, sampled
-# from HOTPOT_TRAIN=2500 VARIED=0; the continued run, cpu-continue.json, from the defaults.)
+# Training data (seed 0): the first HOTPOT_TRAIN questions of HotpotQA's training split (0 = all ~6,060)
+# + 600 synthetic facts + VARIED facts with numbers of every length and words; held-out and tuning splits
+# never. The shipped weights (onnx/train_configs/cpu.json) sampled from HOTPOT_TRAIN=2500 VARIED=0; the
+# continued run (cpu-continue.json, onnx/MODEL_CARD.md) from the defaults.
 HOTPOT_TRAIN ?= 0
 VARIED ?= 600
 train-data: data/train/.built-$(HOTPOT_TRAIN)-$(VARIED)
