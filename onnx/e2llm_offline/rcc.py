@@ -37,7 +37,7 @@ from tokenizers import Tokenizer
 from .common import RCC_MAX_SEGMENT_TOKENS, default_decoder_gguf, rcc_slot_positions, sha256_file
 from .decoder import load_gguf, load_lora, with_lora
 from .prompt import PromptBuilder
-from .train import Checkpoint, Data, FrozenDecoder, LoRA, Progress, lr_scale, setup_run
+from .train import Checkpoint, Data, FrozenDecoder, LoRA, Progress, run_steps, setup_run
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_SEGMENT_TOKENS = RCC_MAX_SEGMENT_TOKENS
@@ -160,7 +160,10 @@ def main() -> None:
     progress = Progress(config, step, log)
     rng = random.Random(config["seed"] * 1_000_003 + step)
 
-    def save(final: bool = False) -> None:
+    def step_fraction() -> float:  # how far the run is: the curriculum goes from short to long
+        return len(log) / max(1, config["steps"] - 1)
+
+    def save(step: int, final: bool = False) -> None:
         checkpoint.save(step, log)
         if log:
             with open(out_dir / "loss.csv", "w", newline="") as handle:
@@ -176,23 +179,12 @@ def main() -> None:
                 "decoder_fingerprint": manifest["decoder"]["fingerprint"],
                 "source": f"e2llm_offline.rcc, {step} steps"})
 
-    while step < config["steps"] and not progress.out_of_time(args.minutes):
-        for group in optimizer.param_groups:
-            group["lr"] = config["lr"] * lr_scale(config, step)
-        optimizer.zero_grad()
-        losses: dict[str, list[float]] = {}
-        batch = [examples.example(rng, step / max(1, config["steps"] - 1)) for _ in range(config["batch_size"])]
-        for ex in batch:
-            loss = example_loss(decoder, lora, ex, ratio, config.get("bf16", device.type == "cuda"))
-            (loss / len(batch)).backward()
-            losses.setdefault(ex.task, []).append(loss.item())
-        torch.nn.utils.clip_grad_norm_(list(lora.parameters()), 1.0)
-        optimizer.step()
-        step += 1
-        progress.record(step, losses, TASKS)
-        if step % config["checkpoint_every"] == 0:
-            save()
-    save(final=True)
+    params = list(lora.parameters())
+    step = run_steps(config, args.minutes, optimizer, [config["lr"]], params, progress, step, TASKS,
+                     lambda: [examples.example(rng, step_fraction()) for _ in range(config["batch_size"])],
+                     lambda ex: example_loss(decoder, lora, ex, ratio, config.get("bf16", device.type == "cuda")),
+                     save)
+    save(step, final=True)
     if step >= config["steps"]:
         checkpoint.remove()
     progress.done(step, out_dir)

@@ -378,6 +378,33 @@ class Progress:
               flush=True)
 
 
+def run_steps(config: dict, minutes: float | None, optimizer: torch.optim.Optimizer, base_lrs: list[float],
+              params: list[torch.Tensor], progress: Progress, step: int, tasks: tuple[str, ...],
+              next_batch, loss_of, save) -> int:
+    """The training loop both runs share: from `step` to the config's `steps` (or until `minutes` have
+    passed), each step a batch from `next_batch()` whose losses (`loss_of(example)`, an example has a
+    `task`) are averaged, clipped to norm 1 and applied at the scheduled learning rate (`base_lrs`, one per
+    optimizer group); logged by `progress`, `save(step)` every `checkpoint_every` steps. Returns the step
+    reached."""
+    while step < config["steps"] and not progress.out_of_time(minutes):
+        for group, base_lr in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = base_lr * lr_scale(config, step)
+        optimizer.zero_grad()
+        losses: dict[str, list[float]] = {}
+        batch = next_batch()
+        for ex in batch:
+            loss = loss_of(ex)
+            (loss / len(batch)).backward()
+            losses.setdefault(ex.task, []).append(loss.item())
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        step += 1
+        progress.record(step, losses, tasks)
+        if step % config["checkpoint_every"] == 0:
+            save(step)
+    return step
+
+
 def setup_run(doc: str, default_out: str) -> tuple[argparse.Namespace, dict, Path, Path, torch.device]:
     """The command line every training script takes, and what follows from it: (arguments, config,
     data folder, output folder (created), device); seeds and threads set from the config."""
@@ -452,7 +479,7 @@ def main() -> None:
     progress = Progress(config, step, log)
     rng = random.Random(config["seed"] * 1_000_003 + step)
 
-    def save(final: bool = False) -> None:
+    def save(step: int, final: bool = False) -> None:
         checkpoint.save(step, log)
         if log:
             write_curve(log, out_dir)
@@ -475,24 +502,10 @@ def main() -> None:
             **meta, "encoder_fingerprint": manifest["encoder"]["fingerprint"],
             "decoder_fingerprint": decoder_fingerprint})
 
-    params = [p for g in groups for p in g["params"]]
-    while step < config["steps"] and not progress.out_of_time(args.minutes):
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * lr_scale(config, step)
-        batch = examples.batch(rng)
-        optimizer.zero_grad()
-        losses: dict[str, list[float]] = {}
-        for ex in batch:
-            loss = example_loss(decoder, adapter, lora, ex)
-            (loss / len(batch)).backward()
-            losses.setdefault(ex.task, []).append(loss.item())
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        step += 1
-        progress.record(step, losses, TASKS)
-        if step % config["checkpoint_every"] == 0:
-            save()
-    save(final=True)
+    step = run_steps(config, args.minutes, optimizer, [g["base_lr"] for g in groups],
+                     [p for g in groups for p in g["params"]], progress, step, TASKS,
+                     lambda: examples.batch(rng), lambda ex: example_loss(decoder, adapter, lora, ex), save)
+    save(step, final=True)
     if step >= config["steps"]:
         checkpoint.remove()
     progress.done(step, out_dir)
