@@ -128,7 +128,7 @@ lint: $(VENV)/.installed
 
 # The fast loop: formatting, lints (Rust and Python) and the tests that need no models (unit tests in
 # src/, storage and Parquet tests, the offline pipeline's tiny-model tests). `make test` runs everything.
-check: $(VENV)/.installed
+check: $(VENV)/.installed $(VENV)/.installed-train
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 	$(VENV)/bin/ruff check onnx bench examples tests/python python

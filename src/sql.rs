@@ -105,9 +105,10 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             "multiline" => options.stop_at_newline = !flag(value)?,
             "extractive" => options.extractive = flag(value)?,
             "whole_numbers" => options.whole_numbers = flag(value)?,
+            "avoid_repeating" => options.avoid_repeating = flag(value)?,
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, memory_chunks, prefix_cache, multiline, extractive, whole_numbers)"
+                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, memory_chunks, prefix_cache, multiline, extractive, whole_numbers, avoid_repeating)"
                 )))
             }
         }
@@ -234,6 +235,10 @@ mod tests {
         assert!(!parse_options(Some(r#"{"multiline":true}"#)).unwrap().stop_at_newline);
         assert!(parse_options(None).unwrap().whole_numbers, "numbers are completed by default");
         assert!(!parse_options(Some(r#"{"whole_numbers":false}"#)).unwrap().whole_numbers);
+        let default_repeating = AskOptions::default().avoid_repeating;
+        assert_eq!(parse_options(None).unwrap().avoid_repeating, default_repeating);
+        let flipped = format!(r#"{{"avoid_repeating":{}}}"#, !default_repeating);
+        assert_eq!(parse_options(Some(&flipped)).unwrap().avoid_repeating, !default_repeating);
         let rcc = parse_options(Some(r#"{"mode":"rcc","memory_chunks":6}"#)).unwrap();
         assert_eq!((rcc.mode, rcc.memory_chunks), (Mode::Rcc, 6));
         for bad in [

@@ -122,6 +122,8 @@ impl Engine {
         generate.stop_at_newline = options.stop_at_newline;
         generate.whole_numbers = options.whole_numbers;
         generate.copy_from = options.extractive.then_some(text);
+        let avoid = options.avoid_repeating && mode.reads_text() && !offers_choice(question);
+        generate.avoid_repeating = avoid.then(|| question.to_string());
         let generation = if options.prefix_cache {
             decoder.generate_with_prefix(&prompt.shared, &prompt.per_question, &generate)?
         } else {
@@ -264,6 +266,12 @@ impl Engine {
     }
 }
 
+/// True when the question offers alternatives ("Who is older, A or B?"): its answer is expected to
+/// repeat words of the question.
+fn offers_choice(question: &str) -> bool {
+    question.split(|c: char| !c.is_alphanumeric()).any(|word| word.eq_ignore_ascii_case("or"))
+}
+
 fn check_encoder(document: &DocumentRow, loaded: &str, store: &Reader<'_>) -> Result<()> {
     if document.encoder_fingerprint != loaded {
         return Err(Error::EncoderMismatch {
@@ -273,4 +281,17 @@ fn check_encoder(document: &DocumentRow, loaded: &str, store: &Reader<'_>) -> Re
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::offers_choice;
+
+    #[test]
+    fn a_question_offers_a_choice_when_it_has_or_as_a_word() {
+        assert!(offers_choice("Who is older, Ivan Foster or Ian Paisley?"));
+        assert!(offers_choice("Which came first: Muppet Treasure Island OR Million Dollar Arm"));
+        assert!(!offers_choice("Which former mill town is near Rivington Hall Barn?"));
+        assert!(!offers_choice("Which organ is in Oregon?"));
+    }
 }

@@ -47,6 +47,11 @@ impl Mode {
         matches!(self, Mode::Compressed | Mode::Hybrid)
     }
 
+    /// The prompt holds document text (retrieved chunks or the whole document).
+    pub(super) fn reads_text(self) -> bool {
+        matches!(self, Mode::Hybrid | Mode::Rag | Mode::Full)
+    }
+
     pub(super) fn retrieves(self) -> bool {
         matches!(self, Mode::Hybrid | Mode::Rag | Mode::Rcc)
     }
@@ -92,6 +97,11 @@ pub struct AskOptions {
     pub extractive: bool,
     /// Complete a number the answer has started (see `GenerateOptions::whole_numbers`).
     pub whole_numbers: bool,
+    /// In the modes that read document text (rag, hybrid, full; others ignore it): an answer that only
+    /// repeats words of the question is decoded again (see `GenerateOptions::avoid_repeating`), except
+    /// for questions that offer a choice ("A or B?"). Chosen on the tuning split (reports/repeats.md):
+    /// it helps where the retry can find the answer in the prompt's text, and hurts without text.
+    pub avoid_repeating: bool,
 }
 
 impl Default for AskOptions {
@@ -108,6 +118,7 @@ impl Default for AskOptions {
             show_prompt: false,
             extractive: false,
             whole_numbers: true,
+            avoid_repeating: true,
         }
     }
 }
@@ -221,5 +232,10 @@ mod tests {
                 .filter(|m| m.retrieves())
                 .collect();
         assert_eq!(retrieving, [Mode::Hybrid, Mode::Rag, Mode::Rcc]);
+        let text: Vec<Mode> = [Mode::Compressed, Mode::Hybrid, Mode::Rag, Mode::Full, Mode::QuestionOnly, Mode::Rcc]
+            .into_iter()
+            .filter(|m| m.reads_text())
+            .collect();
+        assert_eq!(text, [Mode::Hybrid, Mode::Rag, Mode::Full]);
     }
 }

@@ -75,6 +75,10 @@ pub struct AnswerArgs {
     /// its next digit at least 5%).
     #[arg(long)]
     pub cut_numbers: bool,
+    /// Keep an answer that only repeats words of the question (by default rag, hybrid and full decode
+    /// it again, except for "A or B?" questions).
+    #[arg(long)]
+    pub allow_repeating: bool,
 }
 
 impl AnswerArgs {
@@ -89,6 +93,7 @@ impl AnswerArgs {
             stop_at_newline: !self.multiline,
             extractive: self.extractive,
             whole_numbers: !self.cut_numbers,
+            avoid_repeating: !self.allow_repeating,
             ..AskOptions::default()
         }
     }

@@ -25,7 +25,17 @@ pub struct GenerateOptions {
     /// single digits, and the trained decoder sometimes ends after the first ("How many steps ...?"
     /// -> "9" where the document says 902: end 0.88, "0" 0.10). Not applied to extractive decoding.
     pub whole_numbers: bool,
+    /// Text the answer must add to (the question): an answer whose words all appear, in order, in
+    /// this text is decoded again with its first token banned, up to [`REPEAT_RETRIES`] times; when
+    /// every retry repeats it too, the first answer stands. The trained decoder often answers with a
+    /// name the question already gave ("... built on a cliff ... on the model of what castle?" ->
+    /// "Findlater", the castle the question is about).
+    pub avoid_repeating: Option<String>,
 }
+
+/// Answers decoded again at most when they only repeat `GenerateOptions::avoid_repeating`; fixed
+/// before measuring, not tuned.
+pub const REPEAT_RETRIES: usize = 2;
 
 /// Smallest probability of a next digit that keeps a number going (see `GenerateOptions::whole_numbers`);
 /// fixed before measuring, not tuned.
@@ -39,6 +49,7 @@ impl GenerateOptions {
             stop_at_newline: false,
             copy_from: None,
             whole_numbers: false,
+            avoid_repeating: None,
         }
     }
 }
@@ -112,6 +123,24 @@ pub(super) fn ends(
 pub(super) fn answer_text(text: &str, options: &GenerateOptions) -> String {
     let text = if options.stop_at_newline { first_line(text) } else { text };
     text.trim().to_string()
+}
+
+/// The text's words: lower case, runs of letters and digits, each with one space before and after
+/// (so that containment is of whole words).
+pub(super) fn words(text: &str) -> String {
+    let mut out = String::from(" ");
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        out.push_str(&word.to_lowercase());
+        out.push(' ');
+    }
+    out
+}
+
+/// True when `answer` has words and they all appear, in order and adjacent, in `avoided` (given as
+/// [`words`]): the answer repeats the question instead of answering it.
+pub(super) fn repeats(answer: &str, avoided: &str) -> bool {
+    let answer = words(answer);
+    answer.len() > 1 && avoided.contains(&answer)
 }
 
 /// The most likely of the top `EXTRACTIVE_CANDIDATES` tokens that keeps the answer a span of
@@ -333,6 +362,21 @@ mod tests {
         assert_eq!(next_token(&Toy, &line_break, &[NINE], None, &options(false, true)).unwrap(), NEWLINE);
         // Not a digit before it: greedy.
         assert_eq!(next_token(&Toy, &line_break, &[PARIS], None, &options(true, true)).unwrap(), NEWLINE);
+    }
+
+    #[test]
+    fn an_answer_repeats_the_question_when_its_words_are_in_it() {
+        let question = words("The Findlater Castle, built on a cliff, was modelled on what Scottish castle?");
+        assert_eq!(words(" Ada's  CASTLE-2 "), " ada s castle 2 ");
+        assert!(repeats("Findlater", &question));
+        assert!(repeats("\"findlater castle\".", &question));
+        assert!(!repeats("Roslyn Castle", &question));
+        // Whole words only, and an empty or punctuation-only answer repeats nothing.
+        assert!(!repeats("Find", &question));
+        assert!(!repeats("", &question));
+        assert!(!repeats(" ?! ", &question));
+        // In order and adjacent.
+        assert!(!repeats("castle Findlater", &question));
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use cache::DEFAULT_PREFIX_CACHE_MB;
 pub use generate::{GenerateOptions, Generation, NUMBER_CONTINUATION};
 
 use cache::{prefix_cache_limit, PrefixCache};
-use generate::{answer_text, ends, next_token, normalise, End, Vocabulary};
+use generate::{answer_text, ends, next_token, normalise, repeats, words, End, Vocabulary, REPEAT_RETRIES};
 
 /// Longest slice of prompt positions run in one prefill step: bounds the attention scores'
 /// memory (heads × slice × context floats) for long prompts.
@@ -261,33 +261,33 @@ impl Decoder {
             (logits, past) = self.step(&mut session, &mut binding, rows, position, &past)?;
             position += rows.len() / hidden;
         }
-        let mut token_ids = Vec::new();
-        let mut time_to_first_token = Duration::ZERO;
         let source = options.copy_from.as_deref().map(normalise);
-        while token_ids.len() < options.max_new_tokens {
-            let next = next_token(self, &logits, &token_ids, source.as_deref(), options)?;
-            if token_ids.is_empty() {
-                time_to_first_token = started.elapsed();
-            }
-            match ends(self, &token_ids, next, options)? {
-                Some(End::Before) => break,
-                Some(End::After) => {
-                    // The token may carry text before its line break (".\n"): keep it, cut below.
-                    token_ids.push(next);
-                    break;
+        let prompt_end = Decoded { logits, past, position };
+        let (mut token_ids, time_to_first_token) =
+            self.decode(&mut session, &mut binding, prompt_end.clone(), source.as_deref(), options, &[], started)?;
+        if let Some(avoided) = options.avoid_repeating.as_deref().map(words) {
+            // An answer that only repeats the question: decode again from the prompt's end with its
+            // first token banned (each retry bans one more); the first answer stands if all repeat.
+            let repeated =
+                |ids: &[u32]| -> Result<bool> { Ok(repeats(&answer_text(&self.detokenize(ids)?, options), &avoided)) };
+            let mut banned = Vec::new();
+            let mut answer = token_ids.clone();
+            while banned.len() < REPEAT_RETRIES && repeated(&answer)? {
+                let Some(&first) = answer.first() else { break };
+                banned.push(first);
+                (answer, _) = self.decode(
+                    &mut session,
+                    &mut binding,
+                    prompt_end.clone(),
+                    source.as_deref(),
+                    options,
+                    &banned,
+                    started,
+                )?;
+                if !repeated(&answer)? {
+                    token_ids = answer.clone();
                 }
-                None => {}
             }
-            token_ids.push(next);
-            if token_ids.len() == options.max_new_tokens {
-                break;
-            }
-            let embed = self.embed_tokens(&[next])?;
-            (logits, past) = self.step(&mut session, &mut binding, &embed, position, &past)?;
-            position += 1;
-        }
-        if options.max_new_tokens == 0 {
-            time_to_first_token = started.elapsed();
         }
         let text = answer_text(&self.detokenize(&token_ids)?, options);
         Ok(Generation {
@@ -298,6 +298,54 @@ impl Decoder {
             total: started.elapsed(),
             prefix_cache_hit: cached.is_some(),
         })
+    }
+
+    /// Greedy decoding under `options`' rules from the prompt's end (its last logits and KV cache),
+    /// the first token never one of `banned_first`: the answer's token ids, up to and including the
+    /// token that ends its first line (end of turn is not kept), and when its first token was chosen
+    /// (counted from `started`).
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
+        &self,
+        session: &mut Session,
+        binding: &mut Binding,
+        from: Decoded,
+        source: Option<&str>,
+        options: &GenerateOptions,
+        banned_first: &[u32],
+        started: Instant,
+    ) -> Result<(Vec<u32>, Duration)> {
+        let Decoded { mut logits, mut past, mut position } = from;
+        for &id in banned_first {
+            if let Some(logit) = logits.get_mut(id as usize) {
+                *logit = f32::NEG_INFINITY;
+            }
+        }
+        let mut token_ids = Vec::new();
+        let mut first_token = started.elapsed();
+        while token_ids.len() < options.max_new_tokens {
+            let next = next_token(self, &logits, &token_ids, source, options)?;
+            if token_ids.is_empty() {
+                first_token = started.elapsed();
+            }
+            match ends(self, &token_ids, next, options)? {
+                Some(End::Before) => break,
+                Some(End::After) => {
+                    // The token may carry text before its line break (".\n"): keep it, cut later.
+                    token_ids.push(next);
+                    break;
+                }
+                None => {}
+            }
+            token_ids.push(next);
+            if token_ids.len() == options.max_new_tokens {
+                break;
+            }
+            let embed = self.embed_tokens(&[next])?;
+            (logits, past) = self.step(session, binding, &embed, position, &past)?;
+            position += 1;
+        }
+        Ok((token_ids, first_token))
     }
 
     /// A KV cache holding `memory` (positions 0..slots-1), in host memory.
@@ -387,6 +435,14 @@ impl Decoder {
         }
         Ok((logits, Arc::new(present)))
     }
+}
+
+/// Where decoding stands: the last position's logits and the KV cache of positions `0..position`.
+#[derive(Clone)]
+struct Decoded {
+    logits: Vec<f32>,
+    past: Arc<Vec<DynValue>>,
+    position: usize,
 }
 
 /// An I/O binding with the memory its outputs go to.
