@@ -121,6 +121,7 @@ impl Engine {
         let mut generate = GenerateOptions::new(options.max_new_tokens);
         generate.stop_at_newline = options.stop_at_newline;
         generate.whole_numbers = options.whole_numbers;
+        generate.numbers_from = (options.whole_numbers && !text.is_empty()).then(|| text.clone());
         generate.copy_from = options.extractive.then_some(text);
         let avoid = options.avoid_repeating && mode.reads_text() && !offers_choice(question);
         generate.avoid_repeating = avoid.then(|| question.to_string());
@@ -188,7 +189,7 @@ impl Engine {
         if let Some(text) = text {
             let (ids, cut) = fit(decoder.tokenize(&text)?, budget);
             context.truncated |= cut;
-            if options.extractive {
+            if options.extractive || options.whole_numbers {
                 context.text = decoder.detokenize(&ids)?;
             }
             // Retrieved text depends on the question; the full document does not.

@@ -95,7 +95,8 @@ pub struct AskOptions {
     /// Extractive decoding: the answer is a span copied from the prompt's text context (rag, hybrid,
     /// full); see `GenerateOptions::copy_from`.
     pub extractive: bool,
-    /// Complete a number the answer has started (see `GenerateOptions::whole_numbers`).
+    /// Complete a number the answer has started (see `GenerateOptions::whole_numbers`): to a number of
+    /// the prompt's text that it begins (rag, hybrid, full), else while a next digit is likely enough.
     pub whole_numbers: bool,
     /// In the modes that read document text (rag, hybrid, full; others ignore it): an answer that only
     /// repeats words of the question is decoded again (see `GenerateOptions::avoid_repeating`), except

@@ -28,7 +28,7 @@ pub(super) struct Context {
     /// Chunks whose text was retrieved (or whose memory is read), in document order.
     pub(super) selected: Vec<usize>,
     pub(super) truncated: bool,
-    /// The context's text as the decoder reads it (filled for extractive decoding only).
+    /// The context's text as the decoder reads it (filled for extractive decoding and whole numbers).
     pub(super) text: String,
 }
 

@@ -71,8 +71,8 @@ pub struct AnswerArgs {
     /// Extractive decoding: the answer is copied from the retrieved or full text (rag, hybrid, full).
     #[arg(long)]
     pub extractive: bool,
-    /// Let an answer end inside a number (by default a started number goes on while the decoder gives
-    /// its next digit at least 5%).
+    /// Let an answer end inside a number (by default a started number goes on to a number of the
+    /// prompt's text that it begins, else while the decoder gives its next digit at least 5%).
     #[arg(long)]
     pub cut_numbers: bool,
     /// Keep an answer that only repeats words of the question (by default rag, hybrid and full decode

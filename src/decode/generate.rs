@@ -24,7 +24,14 @@ pub struct GenerateOptions {
     /// [`NUMBER_CONTINUATION`] probability, the number goes on. The tokenizer splits numbers into
     /// single digits, and the trained decoder sometimes ends after the first ("How many steps ...?"
     /// -> "9" where the document says 902: end 0.88, "0" 0.10). Not applied to extractive decoding.
+    /// With `numbers_from`, the numbers of that text decide first (see there).
     pub whole_numbers: bool,
+    /// The prompt's document text, for `whole_numbers`: where the answer would end right after digits
+    /// that are not a whole number of this text but begin one or more of its numbers, the number goes
+    /// on with the likeliest digit that keeps it the beginning of one of them (a needle "902" answered
+    /// "9": end of turn 0.95, "0" 0.03, under [`NUMBER_CONTINUATION`]). Digits that are a whole number
+    /// of the text, or begin none of its numbers, follow the probability rule.
+    pub numbers_from: Option<String>,
     /// Text the answer must add to (the question): an answer whose words all appear, in order, in
     /// this text is decoded again with its first token banned, up to [`REPEAT_RETRIES`] times; when
     /// every retry repeats it too, the first answer stands. The trained decoder often answers with a
@@ -49,6 +56,7 @@ impl GenerateOptions {
             stop_at_newline: false,
             copy_from: None,
             whole_numbers: false,
+            numbers_from: None,
             avoid_repeating: None,
         }
     }
@@ -188,6 +196,27 @@ fn whole_number_next(
     if ends(vocabulary, before, next, options)?.is_none() {
         return Ok(next);
     }
+    if let Some(text) = options.numbers_from.as_deref() {
+        let answer = vocabulary.text_of(before)?;
+        let started = trailing_digits(&answer);
+        let numbers = numbers_in(text);
+        if !numbers.contains(&started) {
+            let fits = |d: &u32| -> Result<bool> {
+                let digit = vocabulary.text_of(&[*d])?;
+                let longer = format!("{started}{digit}");
+                Ok(numbers.iter().any(|n| n.starts_with(&longer)))
+            };
+            let mut best: Option<u32> = None;
+            for &d in vocabulary.digit_ids().iter().filter(|&&d| (d as usize) < logits.len()) {
+                if fits(&d)? && best.is_none_or(|b| logits[d as usize] > logits[b as usize]) {
+                    best = Some(d);
+                }
+            }
+            if let Some(digit) = best {
+                return Ok(digit);
+            }
+        }
+    }
     let digit = vocabulary
         .digit_ids()
         .iter()
@@ -195,6 +224,17 @@ fn whole_number_next(
         .filter(|&d| (d as usize) < logits.len())
         .max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize]));
     Ok(digit.filter(|&d| probability(logits, d as usize) >= NUMBER_CONTINUATION).unwrap_or(next))
+}
+
+/// The run of ASCII digits at the end of `text` ("" when it does not end in a digit).
+fn trailing_digits(text: &str) -> &str {
+    let start = text.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    &text[start..]
+}
+
+/// The maximal runs of ASCII digits in `text`, each once.
+fn numbers_in(text: &str) -> std::collections::BTreeSet<&str> {
+    text.split(|c: char| !c.is_ascii_digit()).filter(|n| !n.is_empty()).collect()
 }
 
 /// True when `next` holds a line break and the text so far (`before`) is not blank: the answer's
@@ -352,6 +392,33 @@ mod tests {
         // The most likely digit is the one taken.
         let two = logits(&[(EOS, 0.80), (ZERO, 0.06), (TWO, 0.12)]);
         assert_eq!(next_token(&Toy, &two, &[NINE], None, &whole).unwrap(), TWO);
+    }
+
+    #[test]
+    fn a_number_goes_on_to_a_number_of_the_text_it_begins() {
+        let mut from_text = options(false, true);
+        from_text.numbers_from = Some("The lighthouse has 902 steps and 2 doors, built 1990.".into());
+        // "9", end of turn at 0.95, "0" at 0.03 (under NUMBER_CONTINUATION): 902 is in the text.
+        let unlikely = logits(&[(EOS, 0.95), (ZERO, 0.03), (TWO, 0.01)]);
+        assert_eq!(next_token(&Toy, &unlikely, &[NINE], None, &from_text).unwrap(), ZERO);
+        // "90": the one digit that keeps it the beginning of a number of the text, however unlikely.
+        let two_unlikely = logits(&[(EOS, 0.95), (ZERO, 0.04), (TWO, 0.001)]);
+        assert_eq!(next_token(&Toy, &two_unlikely, &[NINE, ZERO], None, &from_text).unwrap(), TWO);
+        // "902" and "2" are whole numbers of the text: they may end.
+        assert_eq!(next_token(&Toy, &unlikely, &[NINE, ZERO, TWO], None, &from_text).unwrap(), EOS);
+        assert_eq!(next_token(&Toy, &unlikely, &[TWO], None, &from_text).unwrap(), EOS);
+        // "99" begins no number of the text: the probability rule (0.03 < 5%: ends).
+        assert_eq!(next_token(&Toy, &unlikely, &[NINE, NINE], None, &from_text).unwrap(), EOS);
+        // Off without whole_numbers.
+        from_text.whole_numbers = false;
+        assert_eq!(next_token(&Toy, &unlikely, &[NINE], None, &from_text).unwrap(), EOS);
+    }
+
+    #[test]
+    fn numbers_are_the_digit_runs_of_a_text() {
+        assert_eq!(trailing_digits("has 902"), "902");
+        assert_eq!(trailing_digits("902 steps"), "");
+        assert_eq!(numbers_in("a 902, b 1,990 and 902").into_iter().collect::<Vec<_>>(), ["1", "902", "990"]);
     }
 
     #[test]
