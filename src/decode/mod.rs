@@ -263,9 +263,11 @@ impl Decoder {
         }
         let source = options.copy_from.as_deref().map(normalise);
         let prompt_end = Decoded { logits, past, position };
+        // Kept for a retry only where one may come (it holds the prompt's KV cache alive).
+        let retry_from = options.avoid_repeating.is_some().then(|| prompt_end.clone());
         let (mut token_ids, time_to_first_token) =
-            self.decode(&mut session, &mut binding, prompt_end.clone(), source.as_deref(), options, &[], started)?;
-        if let Some(avoided) = options.avoid_repeating.as_deref().map(words) {
+            self.decode(&mut session, &mut binding, prompt_end, source.as_deref(), options, &[], started)?;
+        if let (Some(avoided), Some(prompt_end)) = (options.avoid_repeating.as_deref().map(words), retry_from) {
             // An answer that only repeats the question: decode again from the prompt's end with its
             // first token banned (each retry bans one more); the first answer stands if all repeat.
             let repeated =
