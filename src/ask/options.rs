@@ -141,7 +141,7 @@ impl AskOptions {
         if self.memory_chunks == 0 {
             return Err(Error::Invalid("memory_chunks must be at least 1".into()));
         }
-        if self.extractive && !matches!(self.mode, Mode::Rag | Mode::Hybrid | Mode::Full) {
+        if self.extractive && !self.mode.reads_text() {
             return Err(Error::Invalid(format!(
                 "extractive decoding copies from the prompt's text: mode {} has none (use rag, hybrid or full)",
                 self.mode.name()
