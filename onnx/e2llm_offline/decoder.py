@@ -29,7 +29,7 @@ import gguf
 import numpy as np
 import onnx
 
-from .graph import FLOAT, INT64, GraphBuilder
+from .graph import FLOAT, INT32, INT64, MICROSOFT, GraphBuilder
 from .tensors import SafetensorsCheckpoint
 
 RopeLayout = Literal["half", "interleaved"]
@@ -359,51 +359,111 @@ def _optional(ckpt: DecoderCheckpoint, name: str) -> np.ndarray | None:
     return ckpt.get(name) if ckpt.has(name) else None
 
 
-def build_decoder(ckpt: DecoderCheckpoint, progress: Callable[[str], None] | None = None) -> onnx.ModelProto:
+def build_decoder(ckpt: DecoderCheckpoint, progress: Callable[[str], None] | None = None,
+                  gqa: bool = True) -> onnx.ModelProto:
+    """The decoder graph: next-token logits of the last position and the KV cache.
+
+    ``gqa`` (decoder.onnx): attention is ONNX Runtime's fused ``GroupQueryAttention``, which applies the
+    rotary itself and writes the new keys and values into the cache in place when ``present.*`` is bound
+    to the same buffer as ``past_key_values.*`` (a cache of fixed capacity, [batch, kv, capacity, head]),
+    or returns past + new (a cache of exactly the positions so far) when it is not. Inputs
+    ``seqlens_k`` (int32 [batch], total length - 1) and ``total_sequence_length`` (int32 scalar) say
+    which positions hold data; batch rows share one length (no padding). Otherwise (the RCC encoder,
+    which keeps every layer's keys and values of a segment): explicit attention with an
+    ``attention_mask`` input, the cache returned as past + new.
+    """
     if ckpt.rope_layout != "half":
         raise ValueError("the graph uses rotate-half rotary: load the GGUF with unpermute=True")
     c = ckpt.config
+    if gqa and c.head_dim % 16:
+        raise ValueError(f"ONNX Runtime's GroupQueryAttention needs a head size that is a multiple of 16, "
+                         f"not {c.head_dim}")
     g = GraphBuilder("decoder")
     heads, kv, hd = c.heads, c.kv_heads, c.head_dim
     embeds = g.input("inputs_embeds", FLOAT, ["batch", "seq", c.hidden])
-    attention_mask = g.input("attention_mask", INT64, ["batch", "total_seq"])
-    position_ids = g.input("position_ids", INT64, ["batch", "seq"])
+    if gqa:
+        position_ids = g.input("position_ids", INT64, ["batch", "seq"])
+        seqlens_k = g.input("seqlens_k", INT32, ["batch"])
+        total_length = g.input("total_sequence_length", INT32, [])
+    else:
+        attention_mask = g.input("attention_mask", INT64, ["batch", "total_seq"])
+        position_ids = g.input("position_ids", INT64, ["batch", "seq"])
     past = []
     for i in range(c.layers):
         past.append((g.input(f"past_key_values.{i}.key", FLOAT, ["batch", kv, "past_seq", hd]),
                      g.input(f"past_key_values.{i}.value", FLOAT, ["batch", kv, "past_seq", hd])))
-
-    # Additive mask [batch, 1, seq, total]: query t (absolute index past + t) sees key j iff
-    # j <= past + t and attention_mask[j] == 1; 0 where allowed, the lowest float32 elsewhere.
-    total = g.op("Shape", [attention_mask], "total_len", start=1, end=2)
-    seq = g.op("Shape", [embeds], "seq_len", start=1, end=2)
-    past_len = g.op("Squeeze", [g.op("Sub", [total, seq], "past_len1"), g.const([0])], "past_len")
-    total_s = g.op("Squeeze", [total, g.const([0])], "total_s")
-    key_index = g.op("Unsqueeze", [g.op("Range", [g.const(0), total_s, g.const(1)], "key_range"), g.const([0])],
-                     "key_index")
-    query_index = g.op("Unsqueeze", [g.op("Range", [past_len, total_s, g.const(1)], "query_range"), g.const([1])],
-                       "query_index")
-    causal = g.op("LessOrEqual", [key_index, query_index], "causal")
-    padding = g.op("Unsqueeze", [g.op("Cast", [attention_mask], "mask_bool", to=onnx.TensorProto.BOOL),
-                                 g.const([1, 2])], "mask_bool4")
-    allowed = g.op("And", [causal, padding], "allowed")
-    additive = g.op("Where", [allowed, g.const(0.0, np.float32), g.const(np.finfo(np.float32).min, np.float32)],
-                    "mask_add")
-
-    # Rotary tables gathered at position_ids: [batch, 1, seq, head_dim].
     cos_table, sin_table = rope_tables(c)
-    cos = g.op("Unsqueeze", [g.op("Gather", [g.weight(cos_table, "rope_cos"), position_ids], "cos3"), g.const([1])],
-               "cos")
-    sin = g.op("Unsqueeze", [g.op("Gather", [g.weight(sin_table, "rope_sin_signed"), position_ids], "sin3"),
-                             g.const([1])], "sin")
-    half = g.const([hd // 2, hd // 2])
-
-    def rotary(x: str, hint: str) -> str:
-        first, second = g.ops("Split", [x, half], f"{hint}_halves", outputs=2, axis=-1)
-        swapped = g.op("Concat", [second, first], f"{hint}_swapped", axis=-1)
-        return g.op("Add", [g.op("Mul", [x, cos], f"{hint}_cos"), g.op("Mul", [swapped, sin], f"{hint}_sin")], hint)
-
     scale = 1.0 / math.sqrt(hd)
+
+    if gqa:
+        # GroupQueryAttention's rotary tables: cos and sin of the first half [P, head_dim / 2].
+        cos_half = g.weight(cos_table[:, : hd // 2], "rope_cos_half")
+        sin_half = g.weight(sin_table[:, hd // 2:], "rope_sin_half")
+
+        def attention(qkv: str, i: int) -> tuple[str, str, str]:
+            keys, values = f"present.{i}.key", f"present.{i}.value"
+            # Packed q|k|v in; the score scale is already in q (scale=1).
+            context = g.named_ops("GroupQueryAttention",
+                                  [qkv, "", "", past[i][0], past[i][1], seqlens_k, total_length, cos_half, sin_half,
+                                   position_ids],
+                                  [g.fresh(f"l{i}.context"), keys, values], domain=MICROSOFT, num_heads=heads,
+                                  kv_num_heads=kv, do_rotary=1, rotary_interleaved=0, scale=1.0)[0]
+            return context, keys, values
+    else:
+        # Additive mask [batch, 1, seq, total]: query t (absolute index past + t) sees key j iff
+        # j <= past + t and attention_mask[j] == 1; 0 where allowed, the lowest float32 elsewhere.
+        total = g.op("Shape", [attention_mask], "total_len", start=1, end=2)
+        seq = g.op("Shape", [embeds], "seq_len", start=1, end=2)
+        past_len = g.op("Squeeze", [g.op("Sub", [total, seq], "past_len1"), g.const([0])], "past_len")
+        total_s = g.op("Squeeze", [total, g.const([0])], "total_s")
+        key_index = g.op("Unsqueeze", [g.op("Range", [g.const(0), total_s, g.const(1)], "key_range"),
+                                       g.const([0])], "key_index")
+        query_index = g.op("Unsqueeze", [g.op("Range", [past_len, total_s, g.const(1)], "query_range"),
+                                         g.const([1])], "query_index")
+        causal = g.op("LessOrEqual", [key_index, query_index], "causal")
+        padding = g.op("Unsqueeze", [g.op("Cast", [attention_mask], "mask_bool", to=onnx.TensorProto.BOOL),
+                                     g.const([1, 2])], "mask_bool4")
+        allowed = g.op("And", [causal, padding], "allowed")
+        additive = g.op("Where", [allowed, g.const(0.0, np.float32),
+                                  g.const(np.finfo(np.float32).min, np.float32)], "mask_add")
+        # Rotary tables gathered at position_ids: [batch, 1, seq, head_dim].
+        cos = g.op("Unsqueeze", [g.op("Gather", [g.weight(cos_table, "rope_cos"), position_ids], "cos3"),
+                                 g.const([1])], "cos")
+        sin = g.op("Unsqueeze", [g.op("Gather", [g.weight(sin_table, "rope_sin_signed"), position_ids], "sin3"),
+                                 g.const([1])], "sin")
+        half = g.const([hd // 2, hd // 2])
+
+        def rotary(x: str, hint: str) -> str:
+            first, second = g.ops("Split", [x, half], f"{hint}_halves", outputs=2, axis=-1)
+            swapped = g.op("Concat", [second, first], f"{hint}_swapped", axis=-1)
+            return g.op("Add", [g.op("Mul", [x, cos], f"{hint}_cos"), g.op("Mul", [swapped, sin], f"{hint}_sin")],
+                        hint)
+
+        def attention(qkv: str, i: int) -> tuple[str, str, str]:
+            q, k, v = g.ops("Split", [qkv, g.const([heads * hd, kv * hd, kv * hd])], f"l{i}.qkv_split", outputs=3,
+                            axis=2)
+            q = g.op("Transpose", [g.op("Reshape", [q, g.const([0, 0, heads, hd])], f"l{i}.q4")], f"l{i}.q",
+                     perm=[0, 2, 1, 3])
+            k = g.op("Transpose", [g.op("Reshape", [k, g.const([0, 0, kv, hd])], f"l{i}.k4")], f"l{i}.k",
+                     perm=[0, 2, 1, 3])
+            v = g.op("Transpose", [g.op("Reshape", [v, g.const([0, 0, kv, hd])], f"l{i}.v4")], f"l{i}.v",
+                     perm=[0, 2, 1, 3])
+            q, k = rotary(q, f"l{i}.q_rot"), rotary(k, f"l{i}.k_rot")
+            keys = g.named_op("Concat", [past[i][0], k], f"present.{i}.key", axis=2)
+            values = g.named_op("Concat", [past[i][1], v], f"present.{i}.value", axis=2)
+            # Grouped-query attention without copying the KV heads: the query heads sharing KV head j
+            # (heads j*rep .. j*rep+rep-1, as HF's repeat_kv) are stacked along the sequence axis.
+            grouped = g.op("Reshape", [q, g.const([0, kv, -1, hd])], f"l{i}.q_grouped")
+            keys_t = g.op("Transpose", [keys], f"l{i}.keys_t", perm=[0, 1, 3, 2])
+            scores = g.op("MatMul", [grouped, keys_t], f"l{i}.scores_grouped")
+            scores = g.op("Reshape", [scores, g.const([0, heads, -1, 0])], f"l{i}.scores")
+            probs = g.op("Softmax", [g.op("Add", [scores, additive], f"l{i}.scores_masked")], f"l{i}.probs", axis=-1)
+            probs = g.op("Reshape", [probs, g.const([0, kv, -1, 0])], f"l{i}.probs_grouped")
+            context = g.op("MatMul", [probs, values], f"l{i}.context_grouped")
+            context = g.op("Reshape", [context, g.const([0, heads, -1, hd])], f"l{i}.context4")
+            context = g.op("Transpose", [context], f"l{i}.context_t", perm=[0, 2, 1, 3])
+            return g.op("Reshape", [context, g.const([0, 0, heads * hd])], f"l{i}.context"), keys, values
+
     presents: list[tuple[str, str]] = []
     x = embeds
     for i in range(c.layers):
@@ -421,30 +481,8 @@ def build_decoder(ckpt: DecoderCheckpoint, progress: Callable[[str], None] | Non
             parts[0] = parts[0] * scale
             bias = np.concatenate(parts)
         qkv = g.linear(h, np.concatenate(weights, axis=0).T, bias, f"l{i}.qkv")
-        q, k, v = g.ops("Split", [qkv, g.const([heads * hd, kv * hd, kv * hd])], f"l{i}.qkv_split", outputs=3,
-                        axis=2)
-        q = g.op("Transpose", [g.op("Reshape", [q, g.const([0, 0, heads, hd])], f"l{i}.q4")], f"l{i}.q",
-                 perm=[0, 2, 1, 3])
-        k = g.op("Transpose", [g.op("Reshape", [k, g.const([0, 0, kv, hd])], f"l{i}.k4")], f"l{i}.k",
-                 perm=[0, 2, 1, 3])
-        v = g.op("Transpose", [g.op("Reshape", [v, g.const([0, 0, kv, hd])], f"l{i}.v4")], f"l{i}.v",
-                 perm=[0, 2, 1, 3])
-        q, k = rotary(q, f"l{i}.q_rot"), rotary(k, f"l{i}.k_rot")
-        keys = g.named_op("Concat", [past[i][0], k], f"present.{i}.key", axis=2)
-        values = g.named_op("Concat", [past[i][1], v], f"present.{i}.value", axis=2)
+        context, keys, values = attention(qkv, i)
         presents.append((keys, values))
-        # Grouped-query attention without copying the KV heads: the query heads sharing KV head j
-        # (heads j*rep .. j*rep+rep-1, as HF's repeat_kv) are stacked along the sequence axis.
-        grouped = g.op("Reshape", [q, g.const([0, kv, -1, hd])], f"l{i}.q_grouped")
-        keys_t = g.op("Transpose", [keys], f"l{i}.keys_t", perm=[0, 1, 3, 2])
-        scores = g.op("MatMul", [grouped, keys_t], f"l{i}.scores_grouped")
-        scores = g.op("Reshape", [scores, g.const([0, heads, -1, 0])], f"l{i}.scores")
-        probs = g.op("Softmax", [g.op("Add", [scores, additive], f"l{i}.scores_masked")], f"l{i}.probs", axis=-1)
-        probs = g.op("Reshape", [probs, g.const([0, kv, -1, 0])], f"l{i}.probs_grouped")
-        context = g.op("MatMul", [probs, values], f"l{i}.context_grouped")
-        context = g.op("Reshape", [context, g.const([0, heads, -1, hd])], f"l{i}.context4")
-        context = g.op("Transpose", [context], f"l{i}.context_t", perm=[0, 2, 1, 3])
-        context = g.op("Reshape", [context, g.const([0, 0, heads * hd])], f"l{i}.context")
         attn = g.linear(context, ckpt.get(f"{p}.self_attn.o_proj.weight").T,
                         _optional(ckpt, f"{p}.self_attn.o_proj.bias"), f"l{i}.o_proj")
         x = g.op("Add", [x, attn], f"l{i}.attn_residual")
@@ -468,10 +506,13 @@ def build_decoder(ckpt: DecoderCheckpoint, progress: Callable[[str], None] | Non
     last = _rms_norm(g, last, ckpt.get("model.norm.weight"), c.rms_eps, "final_norm")
     g.named_op("MatMul", [last, g.weight(np.ascontiguousarray(ckpt.lm_head().T), "lm_head.weight_t")], "logits")
     g.output("logits", "logits", FLOAT, ["batch", c.vocab])
+    # With GroupQueryAttention, "past_seq" and "total_seq" are both the buffer's capacity when present.* is
+    # bound to the past_key_values.* buffer.
     for i, (keys, values) in enumerate(presents):
         g.output(keys, f"present.{i}.key", FLOAT, ["batch", kv, "total_seq", hd])
         g.output(values, f"present.{i}.value", FLOAT, ["batch", kv, "total_seq", hd])
-    return g.model(doc=f"{c.architecture} decoder, {c.layers} layers, hidden {c.hidden}: "
+    attention_kind = "GroupQueryAttention, KV cache updated in place" if gqa else "explicit attention"
+    return g.model(doc=f"{c.architecture} decoder, {c.layers} layers, hidden {c.hidden}, {attention_kind}: "
                        "next-token logits of the last position + KV cache")
 
 

@@ -357,7 +357,7 @@ def export_rcc(rcc_path: Path | str | None, ratio: int | None, ckpt: DecoderChec
         rcc_ckpt = with_lora(ckpt, deltas)
         source = f"{Path(rcc_path).name} (sha256 {lora_sha[:12]}…, {meta.get('source', '')})"
     progress(f"RCC encoder: {source}, ratio {ratio}")
-    model = build_decoder(rcc_ckpt, progress=progress)
+    model = build_decoder(rcc_ckpt, progress=progress, gqa=False)  # keeps every position's keys and values
     paths = save_onnx(model, out / "rcc_encoder.onnx")
     del model
     gc.collect()

@@ -31,7 +31,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .common import record_variants, save_onnx, variant_file
-from .graph import FLOAT32_NODES_KEY, check
+from .graph import FLOAT32_NODES_KEY, MICROSOFT, check
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -73,7 +73,18 @@ def float32_nodes(model: onnx.ModelProto) -> set[str]:
 
 def _value_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type of every value of the float32 graph (shape inference for the intermediate ones)."""
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    # onnx's shape inference does not know ONNX Runtime's contrib ops: their outputs (in this float32
+    # graph: GroupQueryAttention's output and cache) are declared float32 here for it.
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    added = [helper.make_tensor_value_info(value, FLOAT, None) for node in graph.node if node.domain == MICROSOFT
+             for value in node.output if value and value not in outputs]
+    graph.value_info.extend(added)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    finally:
+        for _ in added:
+            graph.value_info.pop()
     graph = inferred.graph
     types = {t.name: t.data_type for t in graph.initializer}
     for value in list(graph.input) + list(graph.value_info) + list(graph.output):

@@ -18,6 +18,9 @@ FLOAT32_NODES_KEY = "e2llm.float32_nodes"
 Dim = int | str
 
 
+MICROSOFT = "com.microsoft"  # ONNX Runtime's contrib operators (GroupQueryAttention, MatMulNBits)
+
+
 class GraphBuilder:
     """Accumulates nodes, initializers, inputs and outputs; names intermediate values uniquely."""
 
@@ -28,6 +31,7 @@ class GraphBuilder:
         self.inputs: list[onnx.ValueInfoProto] = []
         self.outputs: list[onnx.ValueInfoProto] = []
         self._used: set[str] = set()
+        self._fresh: set[str] = set()  # the names `fresh` handed out
         self._constants: dict[tuple, str] = {}
         self.float32_nodes: list[str] = []
 
@@ -37,6 +41,7 @@ class GraphBuilder:
             n += 1
             name = f"{hint}_{n}"
         self._used.add(name)
+        self._fresh.add(name)
         return name
 
     def input(self, name: str, elem_type: int, shape: Sequence[Dim]) -> str:
@@ -81,6 +86,18 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(op_type, list(inputs), [output], name=self.fresh(f"n_{output}"), **attrs))
         return output
 
+    def named_ops(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], domain: str = "",
+                  **attrs: object) -> list[str]:
+        """A node with several outputs; names already taken by ``fresh`` are kept, others must be new
+        (graph outputs). ``domain``: e.g. ``MICROSOFT`` for ONNX Runtime's contrib ops."""
+        for name in outputs:
+            if name in self._used and name not in self._fresh:
+                raise ValueError(f"value name {name} already used")
+            self._used.add(name)
+        self.nodes.append(helper.make_node(op_type, list(inputs), list(outputs), name=self.fresh(f"n_{outputs[0]}"),
+                                           domain=domain or None, **attrs))
+        return list(outputs)
+
     def ops(self, op_type: str, inputs: Sequence[str], hint: str | None = None, outputs: int = 1,
             **attrs: object) -> list[str]:
         base = hint or op_type.lower()
@@ -100,6 +117,8 @@ class GraphBuilder:
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.initializers)
         model = helper.make_model(graph, producer_name=producer, doc_string=doc,
                                   opset_imports=[helper.make_opsetid("", OPSET)])
+        if any(node.domain == MICROSOFT for node in self.nodes):
+            model.opset_import.append(helper.make_opsetid(MICROSOFT, 1))
         model.ir_version = IR_VERSION
         if self.float32_nodes:
             helper.set_model_props(model, {FLOAT32_NODES_KEY: json.dumps(self.float32_nodes)})
@@ -130,4 +149,5 @@ def check(model: onnx.ModelProto) -> None:
 
 
 FLOAT = TensorProto.FLOAT
+INT32 = TensorProto.INT32
 INT64 = TensorProto.INT64

@@ -21,9 +21,17 @@ def empty_cache(layers: int, batch: int, kv_heads: int, head_dim: int) -> list[n
 
 def run_decoder(sess: ort.InferenceSession, embeds: np.ndarray, attention_mask: np.ndarray,
                 position_ids: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One decoder.onnx call; ``cache`` is [key0, value0, key1, ...]. Returns logits and the new cache."""
-    feeds = {"inputs_embeds": embeds.astype(np.float32), "attention_mask": attention_mask.astype(np.int64),
-             "position_ids": position_ids.astype(np.int64)}
+    """One decoder graph call; ``cache`` is [key0, value0, key1, ...]. Returns logits and the new cache
+    (past + new positions). The GroupQueryAttention graph (decoder.onnx) takes the lengths instead of a
+    mask, so its mask must be all ones."""
+    feeds = {"inputs_embeds": embeds.astype(np.float32), "position_ids": position_ids.astype(np.int64)}
+    if "seqlens_k" in {i.name for i in sess.get_inputs()}:
+        assert np.all(attention_mask == 1), "the GroupQueryAttention decoder takes no padding"
+        batch, total = attention_mask.shape
+        feeds["seqlens_k"] = np.full(batch, total - 1, np.int32)
+        feeds["total_sequence_length"] = np.array(total, np.int32)
+    else:
+        feeds["attention_mask"] = attention_mask.astype(np.int64)
     for i in range(len(cache) // 2):
         feeds[f"past_key_values.{i}.key"] = cache[2 * i]
         feeds[f"past_key_values.{i}.value"] = cache[2 * i + 1]

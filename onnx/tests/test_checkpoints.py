@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -31,34 +32,45 @@ def _relative_tolerance(logits: np.ndarray) -> float:
 
 
 def assert_parity(ckpt: DecoderCheckpoint, reference: ReferenceDecoder, steps: int = 3) -> float:
-    """Left-padded batch of two prompts: prefill, then cached steps; logits within tolerance."""
-    c = ckpt.config
-    decoder = session_from_model(build_decoder(ckpt))
-    embed = session_from_model(build_embed(ckpt))
+    """Both decoder graphs against the reference: the explicit-attention one (the RCC encoder's) on a
+    left-padded batch of two prompts, the GroupQueryAttention one (decoder.onnx, which takes no padding)
+    on each prompt alone; prefill, then cached steps; logits within tolerance. Returns the worst error."""
     tokenizer = tiny_tokenizer()
     rows = [tokenizer.encode(p, add_special_tokens=False).ids for p in PROMPTS]
-    longest = max(len(r) for r in rows)
-    ids = np.zeros((2, longest), np.int64)
-    mask = np.zeros((2, longest), np.int64)
+    worst = _parity(ckpt, reference, build_decoder(ckpt, gqa=False), rows, steps)
+    gqa = build_decoder(ckpt)
+    for row in rows:
+        worst = max(worst, _parity(ckpt, reference, gqa, [row], steps))
+    return worst
+
+
+def _parity(ckpt: DecoderCheckpoint, reference: ReferenceDecoder, model: onnx.ModelProto, rows: list[list[int]],
+            steps: int) -> float:
+    c = ckpt.config
+    decoder = session_from_model(model)
+    embed = session_from_model(build_embed(ckpt))
+    batch, longest = len(rows), max(len(r) for r in rows)
+    ids = np.zeros((batch, longest), np.int64)
+    mask = np.zeros((batch, longest), np.int64)
     for i, row in enumerate(rows):
         ids[i, longest - len(row):] = row
         mask[i, longest - len(row):] = 1
     (embeds,) = embed.run(None, {"input_ids": ids})
     np.testing.assert_array_equal(embeds, reference.embed(ids).astype(np.float32))
     positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
-    logits, cache = run_decoder(decoder, embeds, mask, positions, empty_cache(c.layers, 2, c.kv_heads, c.head_dim))
+    logits, cache = run_decoder(decoder, embeds, mask, positions, empty_cache(c.layers, batch, c.kv_heads, c.head_dim))
     expected, ref_cache = reference.forward(embeds.astype(np.float64), mask, positions)
-    assert logits.shape == (2, c.vocab)
+    assert logits.shape == (batch, c.vocab)
     worst = float(np.abs(logits - expected).max())
     assert worst < _relative_tolerance(expected)
     for _ in range(steps):
         tokens = np.argmax(expected, axis=1)
         (step,) = embed.run(None, {"input_ids": tokens[:, None]})
-        mask = np.concatenate([mask, np.ones((2, 1), np.int64)], axis=1)
+        mask = np.concatenate([mask, np.ones((batch, 1), np.int64)], axis=1)
         positions = positions[:, -1:] + 1
         logits, cache = run_decoder(decoder, step, mask, positions, cache)
         expected, ref_cache = reference.forward(step.astype(np.float64), mask, positions, ref_cache)
-        assert cache[0].shape == (2, c.kv_heads, mask.shape[1], c.head_dim)
+        assert cache[0].shape == (batch, c.kv_heads, mask.shape[1], c.head_dim)
         worst = max(worst, float(np.abs(logits - expected).max()))
         assert worst < _relative_tolerance(expected)
     return worst
@@ -70,7 +82,7 @@ def test_hf_checkpoint_matches_reference(tmp_path: Path, kind: str) -> None:
     ckpt = load_hf(tmp_path / kind)
     c = ckpt.config
     assert c.architecture == kind and c.layers == 2 and c.kv_heads == 2
-    assert c.head_dim == (24 if kind == "llama" else 16)
+    assert c.head_dim == (32 if kind == "llama" else 16)
     assert c.tied_embeddings == (kind == "qwen2")
     assert ckpt.eos_token_ids == [2, 0]
     for name, array in weights.items():
@@ -160,7 +172,7 @@ def test_export_cli_with_hf_checkpoint(tmp_path: Path, encoder_dir: Path) -> Non
     manifest = json.loads((out / "manifest.json").read_text())
     d = manifest["decoder"]
     assert (d["architecture"], d["hidden"], d["layers"], d["heads"], d["kv_heads"], d["head_dim"], d["vocab"],
-            d["context_length"]) == ("llama", 64, 2, 4, 2, 24, 300, 128)
+            d["context_length"]) == ("llama", 64, 2, 4, 2, 32, 300, 128)
     assert d["eos_token_ids"] == [2, 0] and manifest["adapter"] is None and manifest["name"] == "tiny"
     assert (out / "decoder_tokenizer.json").read_bytes() == (source / "tokenizer.json").read_bytes()
     assert sorted(manifest["files"]) == sorted(p.name for p in out.iterdir() if p.name != "manifest.json")

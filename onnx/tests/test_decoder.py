@@ -97,34 +97,46 @@ def test_sliced_prefill_equals_one_pass(golden: dict, embed_session: ort.Inferen
     assert np.abs(sliced - one_pass).max() < 1e-3
 
 
-def test_left_padded_batch_matches_single_rows(tokenizer: Tokenizer, embed_session: ort.InferenceSession,
-                                               decoder_session: ort.InferenceSession,
-                                               reference_decoder: ReferenceDecoder) -> None:
-    prompts = ["The capital of France is", "<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n"]
-    rows = [tokenizer.encode(p, add_special_tokens=False).ids for p in prompts]
-    longest = max(len(r) for r in rows)
-    embeds = np.zeros((2, longest, HIDDEN), np.float32)
-    mask = np.zeros((2, longest), np.int64)
-    for i, row in enumerate(rows):
-        embeds[i, longest - len(row):] = _embed(embed_session, row)[0]
-        mask[i, longest - len(row):] = 1
-    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
-    batch_logits, cache = run_decoder(decoder_session, embeds, mask, positions,
-                                      empty_cache(LAYERS, 2, KV_HEADS, HEAD_DIM))
-    ref_logits, ref_cache = reference_decoder.forward(embeds.astype(np.float64), mask, positions)
-    assert np.abs(batch_logits - ref_logits).max() < LOGIT_TOLERANCE
-    for i, row in enumerate(rows):
-        single, _ = run_decoder(decoder_session, _embed(embed_session, row), np.ones((1, len(row))),
-                                np.arange(len(row))[None], empty_cache(LAYERS, 1, KV_HEADS, HEAD_DIM))
-        assert np.abs(single[0] - batch_logits[i]).max() < LOGIT_TOLERANCE
-    # One cached step for the whole batch.
-    tokens = [int(np.argmax(row)) for row in batch_logits]
-    step = np.concatenate([_embed(embed_session, [t]) for t in tokens])
-    mask = np.concatenate([mask, np.ones((2, 1), np.int64)], axis=1)
-    positions = positions[:, -1:] + 1
-    batch_logits, _ = run_decoder(decoder_session, step, mask, positions, cache)
-    ref_logits, _ = reference_decoder.forward(step.astype(np.float64), mask, positions, ref_cache)
-    assert np.abs(batch_logits - ref_logits).max() < LOGIT_TOLERANCE
+def test_cache_updated_in_place_equals_past_plus_new(golden: dict, embed_session: ort.InferenceSession,
+                                                    decoder_session: ort.InferenceSession) -> None:
+    """As the runtime runs it: present.* bound to the past_key_values.* buffers (a fixed capacity, written
+    in place), prefilled in slices, then cached steps; the same logits as the past + new cache."""
+    ids = golden["decoder"][-1]["prompt_ids"]
+    n, capacity = len(ids), len(ids) + 40  # room beyond the last position: never read
+    embeds = _embed(embed_session, ids)
+    buffers = [ort.OrtValue.ortvalue_from_numpy(np.full((1, KV_HEADS, capacity, HEAD_DIM), np.nan, np.float32))
+               for _ in range(2 * LAYERS)]
+    binding = decoder_session.io_binding()
+
+    def in_place(rows: np.ndarray, past: int) -> np.ndarray:
+        seq = rows.shape[1]
+        binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(rows, np.float32))
+        binding.bind_cpu_input("position_ids", np.arange(past, past + seq, dtype=np.int64)[None])
+        binding.bind_cpu_input("seqlens_k", np.array([past + seq - 1], np.int32))
+        binding.bind_cpu_input("total_sequence_length", np.array(past + seq, np.int32))
+        for i in range(2 * LAYERS):
+            name = f"{i // 2}.{'key' if i % 2 == 0 else 'value'}"
+            binding.bind_ortvalue_input(f"past_key_values.{name}", buffers[i])
+            binding.bind_ortvalue_output(f"present.{name}", buffers[i])
+        binding.bind_output("logits")
+        decoder_session.run_with_iobinding(binding)
+        return binding.get_outputs()[-1].numpy()
+
+    cache = empty_cache(LAYERS, 1, KV_HEADS, HEAD_DIM)
+    for start in (0, 20):
+        end = 20 if start == 0 else n
+        expected, cache = run_decoder(decoder_session, embeds[:, start:end], np.ones((1, end)),
+                                      np.arange(start, end)[None], cache)
+        got = in_place(embeds[:, start:end], start)
+        assert np.abs(got - expected).max() < 1e-3
+    for position in range(n, n + 3):
+        step = _embed(embed_session, [int(np.argmax(expected[0]))])
+        expected, cache = run_decoder(decoder_session, step, np.ones((1, position + 1)), np.array([[position]]), cache)
+        assert np.abs(in_place(step, position) - expected).max() < 1e-3
+    # The buffers hold exactly the cache's positions; the rest was never written.
+    written = buffers[0].numpy()[0, :, : n + 3]
+    np.testing.assert_allclose(written, cache[0][0], atol=1e-5)
+    assert np.isnan(buffers[0].numpy()[0, :, n + 3:]).all()
 
 
 def test_onnx_greedy_equals_golden(golden: dict, tokenizer: Tokenizer, embed_session: ort.InferenceSession,

@@ -19,13 +19,15 @@ from onnx import TensorProto, numpy_helper
 from tokenizers import Tokenizer
 
 from e2llm_offline.common import variant_file
-from e2llm_offline.decoder import build_decoder, build_embed, load_hf
+from e2llm_offline.decoder import build_decoder, build_embed, load_gguf, load_hf, load_lora, with_lora
 from e2llm_offline.export import GOLDEN_SENTENCES, export
 from e2llm_offline.export import main as export_main
 from e2llm_offline.fp16 import FP16_MAX, add_variants, float32_nodes, main as fp16_main, to_fp16
 from e2llm_offline.graph import FLOAT, GraphBuilder, check
 from helpers import empty_cache, pad_batch, run_decoder, session_from_model
 from tiny import write_hf_checkpoint
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _types(values) -> dict[str, int]:
@@ -156,14 +158,19 @@ def test_export_flag_and_cli_record_the_variants(tmp_path: Path, encoder_dir: Pa
     assert json.loads((out / "manifest.json").read_text())["encoder"]["fp16_file"] == "encoder.fp16.onnx"
 
 
-def test_real_decoder_in_float16_arithmetic_needs_its_float32_norms(models_dir: Path, golden: dict) -> None:
+def test_real_decoder_in_float16_arithmetic_needs_its_float32_norms(models_dir: Path, golden: dict,
+                                                                   decoder_gguf: Path, manifest: dict) -> None:
     """The real decoder's variant evaluated by onnx's NumPy reference evaluator, which computes float16
     nodes in float16 (unlike ONNX Runtime's CPU provider): with the RMS norms' float32 nodes it keeps
     float32's top 5 logits on a chat prompt; converted whole, x² overflows (SmolLM2's residual stream
-    reaches ~25,000) and the argmax is lost."""
+    reaches ~25,000) and the argmax is lost. The evaluator has no GroupQueryAttention: this is the real
+    weights in the explicit-attention graph, whose norms are the same nodes."""
     from onnx.reference import ReferenceEvaluator
 
-    model = onnx.load(str(models_dir / "decoder.onnx"))
+    ckpt = load_gguf(decoder_gguf)
+    if manifest["decoder"].get("lora"):
+        ckpt = with_lora(ckpt, load_lora(PROJECT / "onnx" / "adapter" / manifest["decoder"]["lora"]["file"])[0])
+    model = build_decoder(ckpt, gqa=False)
     ids = golden["decoder"][1]["prompt_ids"]  # the bare chat turn, 16 tokens
     (embeds,) = session_from_model(onnx.load(str(models_dir / "embed.onnx"))).run(None, {"input_ids": np.array([ids])})
     layers = sum(1 for i in model.graph.input if i.name.endswith(".key"))

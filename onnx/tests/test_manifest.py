@@ -71,14 +71,15 @@ def test_onnx_interfaces(models_dir: Path) -> None:
     assert outputs == {"inputs_embeds": ("float32", ["batch", "seq", 576])}
     inputs, outputs = _io(models_dir / "decoder.onnx")
     assert inputs["inputs_embeds"] == ("float32", ["batch", "seq", 576])
-    assert inputs["attention_mask"] == ("int64", ["batch", "total_seq"])
     assert inputs["position_ids"] == ("int64", ["batch", "seq"])
+    assert inputs["seqlens_k"] == ("int32", ["batch"])
+    assert inputs["total_sequence_length"] == ("int32", [])
     assert outputs["logits"] == ("float32", ["batch", 49152])
     for i in range(30):
         for kind in ("key", "value"):
             assert inputs[f"past_key_values.{i}.{kind}"] == ("float32", ["batch", 3, "past_seq", 64])
             assert outputs[f"present.{i}.{kind}"] == ("float32", ["batch", 3, "total_seq", 64])
-    assert len(inputs) == 63 and len(outputs) == 61
+    assert len(inputs) == 64 and len(outputs) == 61
 
 
 def test_failed_export_leaves_no_manifest(tmp_path: Path) -> None:

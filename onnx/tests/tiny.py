@@ -42,7 +42,7 @@ def tiny_config(kind: str) -> dict:
     }
     if kind == "llama":
         # An explicit head_dim unlike hidden/heads, untied lm_head, llama3 rope scaling.
-        config.update(head_dim=24, tie_word_embeddings=False, rope_scaling={
+        config.update(head_dim=32, tie_word_embeddings=False, rope_scaling={
             "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
             "original_max_position_embeddings": 32})
     else:

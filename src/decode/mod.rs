@@ -1,16 +1,17 @@
 //! The decoder LLM on ONNX Runtime: a prompt made of text and soft tokens (adapter outputs) is
 //! embedded, prefilled in slices (bounded memory) into a KV cache, then decoded greedily one token
 //! per step, reusing the cache, until EOS or `max_new_tokens`.
-//! How each step's token is chosen and when the answer ends is in `generate`; the prefix KV
-//! cache, which questions about the same document share, in `cache`.
+//! How each step's token is chosen and when the answer ends is in `generate`; the KV cache's buffers,
+//! written in place by the graph's GroupQueryAttention, in `kv`; the prefix KV cache, which questions
+//! about the same document share, in `cache`.
 
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{IoBinding, Session};
-use ort::value::{DynValue, Tensor};
+use ort::value::Tensor;
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
@@ -20,12 +21,14 @@ use crate::runtime::{self, Device, Precision, Provider};
 
 mod cache;
 mod generate;
+mod kv;
 
 pub use cache::DEFAULT_PREFIX_CACHE_MB;
 pub use generate::{GenerateOptions, Generation, NUMBER_CONTINUATION};
 
 use cache::{prefix_cache_limit, PrefixCache};
 use generate::{answer_text, ends, next_token, normalise, repeats, words, End, Vocabulary, REPEAT_RETRIES};
+use kv::{capacity_for, CacheShape, KvCache};
 
 /// Longest slice of prompt positions run in one prefill step: bounds the attention scores'
 /// memory (heads × slice × context floats) for long prompts.
@@ -55,7 +58,7 @@ pub struct Decoder {
     input_names: Vec<(String, String)>,
     provider: Provider,
     precision: Precision,
-    prefix_cache: Mutex<PrefixCache<Vec<DynValue>>>,
+    prefix_cache: Mutex<PrefixCache<KvCache>>,
 }
 
 impl Decoder {
@@ -79,6 +82,14 @@ impl Decoder {
         });
         let (tokenizer, (embed, _)) = (tokenizer?, embed?);
         let (decoder, provider, precision) = decoder?;
+        // decoder.onnx of an export before GroupQueryAttention took an attention mask instead.
+        if !decoder.inputs().iter().any(|input| input.name() == "seqlens_k") {
+            let file = manifest.path_of(&spec.file);
+            return Err(Error::model_file(
+                &file,
+                "this decoder graph predates the in-place KV cache (no `seqlens_k` input)",
+            ));
+        }
         let input_names = (0..spec.layers)
             .map(|i| (format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value")))
             .collect();
@@ -170,9 +181,8 @@ impl Decoder {
         Ok(())
     }
 
-    /// Bytes of the KV cache for `positions` positions.
-    fn cache_bytes(&self, positions: usize) -> usize {
-        positions * self.spec.layers * 2 * self.spec.kv_heads * self.spec.head_dim * std::mem::size_of::<f32>()
+    fn cache_shape(&self) -> CacheShape {
+        CacheShape { layers: self.spec.layers, kv_heads: self.spec.kv_heads, head_dim: self.spec.head_dim }
     }
 
     /// Greedy generation from a prompt given as pieces.
@@ -231,42 +241,43 @@ impl Decoder {
             memory_slots.hash(&mut hasher);
             hasher.finish()
         });
-        let cached = key.and_then(|k| self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).get(k, prefix));
+        // A cached prefix is taken out of the prefix cache while this prompt writes after it in the same
+        // buffers, and put back at the end.
+        let cached = key.and_then(|k| self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).take(k, prefix));
+        let prefix_cache_hit = cached.is_some();
 
         let mut session = self.decoder.lock().unwrap_or_else(|p| p.into_inner());
         let mut binding = self.binding(&session)?;
         let slice = options.prefill_slice.max(1) * hidden;
+        let shape = self.cache_shape();
+        // Every position this generation may write: the prompt and the longest answer.
+        let needed = prompt_tokens + options.max_new_tokens;
         let mut logits = Vec::new();
         // `position` counts cache positions; `done` the embedding rows already run.
-        let (mut past, mut position) = match &cached {
-            Some(kv) => (kv.clone(), prefix),
-            None => match &memory {
-                Some(memory) => (Arc::new(self.memory_cache(memory)?), memory_slots),
-                None => (Arc::new(self.empty_cache()?), 0),
-            },
+        let (mut past, mut position) = match cached {
+            Some(kv) => (self.reserve(&binding.allocator, kv, prefix, needed)?, prefix),
+            None => {
+                let capacity = capacity_for(needed, self.spec.context_length);
+                let front = |i: usize| Ok(memory.as_ref().map_or(&[][..], |m| m.block(i / 2, i % 2)).to_vec());
+                (KvCache::new(&binding.allocator, shape, capacity, memory_slots, front)?, memory_slots)
+            }
         };
-        if let (None, Some(key)) = (&cached, key) {
+        if !prefix_cache_hit && key.is_some() {
             for rows in embeds[..embedded_prefix * hidden].chunks(slice) {
-                (logits, past) = self.step(&mut session, &mut binding, rows, position, &past)?;
+                logits = self.step(&mut session, &mut binding, rows, position, &mut past)?;
                 position += rows.len() / hidden;
             }
-            self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                key,
-                prefix,
-                self.cache_bytes(prefix),
-                past.clone(),
-            );
         }
         for rows in embeds[(position - memory_slots) * hidden..].chunks(slice) {
-            (logits, past) = self.step(&mut session, &mut binding, rows, position, &past)?;
+            logits = self.step(&mut session, &mut binding, rows, position, &mut past)?;
             position += rows.len() / hidden;
         }
         let source = options.copy_from.as_deref().map(normalise);
-        let prompt_end = Decoded { logits, past, position };
-        // Kept for a retry only where one may come (it holds the prompt's KV cache alive).
+        // A retry decodes again from here: the prompt's positions of the cache are never overwritten.
+        let prompt_end = Decoded { logits, position };
         let retry_from = options.avoid_repeating.is_some().then(|| prompt_end.clone());
         let (mut token_ids, time_to_first_token) =
-            self.decode(&mut session, &mut binding, prompt_end, source.as_deref(), options, &[], started)?;
+            self.decode(&mut session, &mut binding, &mut past, prompt_end, source.as_deref(), options, &[], started)?;
         if let (Some(avoided), Some(prompt_end)) = (options.avoid_repeating.as_deref().map(words), retry_from) {
             // An answer that only repeats the question: decode again from the prompt's end with its
             // first token banned (each retry bans one more); the first answer stands if all repeat.
@@ -280,6 +291,7 @@ impl Decoder {
                 (answer, _) = self.decode(
                     &mut session,
                     &mut binding,
+                    &mut past,
                     prompt_end.clone(),
                     source.as_deref(),
                     options,
@@ -291,6 +303,10 @@ impl Decoder {
                 }
             }
         }
+        if let Some(key) = key {
+            let bytes = shape.bytes(past.capacity);
+            self.prefix_cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, prefix, bytes, past);
+        }
         let text = answer_text(&self.detokenize(&token_ids)?, options);
         Ok(Generation {
             text,
@@ -298,7 +314,7 @@ impl Decoder {
             prompt_tokens,
             time_to_first_token,
             total: started.elapsed(),
-            prefix_cache_hit: cached.is_some(),
+            prefix_cache_hit,
         })
     }
 
@@ -311,13 +327,14 @@ impl Decoder {
         &self,
         session: &mut Session,
         binding: &mut Binding,
+        past: &mut KvCache,
         from: Decoded,
         source: Option<&str>,
         options: &GenerateOptions,
         banned_first: &[u32],
         started: Instant,
     ) -> Result<(Vec<u32>, Duration)> {
-        let Decoded { mut logits, mut past, mut position } = from;
+        let Decoded { mut logits, mut position } = from;
         for &id in banned_first {
             if let Some(logit) = logits.get_mut(id as usize) {
                 *logit = f32::NEG_INFINITY;
@@ -344,114 +361,94 @@ impl Decoder {
                 break;
             }
             let embed = self.embed_tokens(&[next])?;
-            (logits, past) = self.step(session, binding, &embed, position, &past)?;
+            logits = self.step(session, binding, &embed, position, past)?;
             position += 1;
         }
         Ok((token_ids, first_token))
     }
 
-    /// A KV cache holding `memory` (positions 0..slots-1), in host memory.
-    fn memory_cache(&self, memory: &Memory) -> Result<Vec<DynValue>> {
-        let shape = [1, self.spec.kv_heads, memory.slots, self.spec.head_dim];
-        let mut cache = Vec::with_capacity(self.spec.layers * 2);
-        for layer in 0..self.spec.layers {
-            for kind in 0..2 {
-                let tensor = Tensor::from_array((shape, memory.block(layer, kind).to_vec()))
-                    .map_err(|e| Error::inference("decoder", e))?;
-                cache.push(tensor.into_dyn());
-            }
+    /// `cache` (positions `0..len` in use) with room for `needed` positions: itself if it has it, else
+    /// a larger cache holding the same first `len` positions.
+    fn reserve(&self, allocator: &Allocator, cache: KvCache, len: usize, needed: usize) -> Result<KvCache> {
+        if cache.capacity >= needed {
+            return Ok(cache);
         }
-        Ok(cache)
+        let capacity = capacity_for(needed, self.spec.context_length);
+        KvCache::new(allocator, self.cache_shape(), capacity, len, |i| cache.front(i, len, self.cache_shape()))
     }
 
-    fn empty_cache(&self) -> Result<Vec<DynValue>> {
-        let shape = [1, self.spec.kv_heads, 0, self.spec.head_dim];
-        (0..self.spec.layers * 2)
-            .map(|_| {
-                Tensor::from_array((shape, Vec::<f32>::new()))
-                    .map(|t| t.into_dyn())
-                    .map_err(|e| Error::inference("decoder", e))
-            })
-            .collect()
-    }
-
-    /// The decoder's I/O binding: logits come back to host memory, the KV cache (`present.*`) stays
-    /// where the provider computes it (GPU memory under CUDA), so decoding never copies the cache
-    /// between host and device; it is bound straight back as the next step's `past_key_values.*`.
+    /// The decoder's I/O binding: logits come back to host memory; the KV cache's buffers are allocated
+    /// where the provider computes (GPU memory under CUDA), so decoding never copies the cache between
+    /// host and device, and are bound as both the past and the present of each step.
     fn binding(&self, session: &Session) -> Result<Binding> {
         let err = |e: ort::Error| Error::inference("decoder", e);
         let memory = |device| MemoryInfo::new(device, 0, AllocatorType::Device, MemoryType::Default).map_err(err);
-        let cache_memory = match self.provider {
-            Provider::Cuda => memory(AllocationDevice::CUDA)?,
-            Provider::Cpu => memory(AllocationDevice::CPU)?,
+        let allocator = match self.provider {
+            Provider::Cuda => Allocator::new(session, memory(AllocationDevice::CUDA)?).map_err(err)?,
+            Provider::Cpu => Allocator::default(),
         };
-        Ok(Binding { io: session.create_binding().map_err(err)?, host: memory(AllocationDevice::CPU)?, cache_memory })
+        Ok(Binding { io: session.create_binding().map_err(err)?, host: memory(AllocationDevice::CPU)?, allocator })
     }
 
-    /// Runs `embeds` (rows of hidden) at positions `past..` after the KV cache `cache` (left as
-    /// it is: it may be shared with the prefix cache); returns the logits of the last position and
-    /// the extended cache.
+    /// Runs `embeds` (rows of hidden) at positions `past..` after the first `past` positions of
+    /// `cache`, whose buffers take the new keys and values in place (the caller makes room: `reserve`);
+    /// returns the logits of the last position.
     fn step(
         &self,
         session: &mut Session,
         binding: &mut Binding,
         embeds: &[f32],
         past: usize,
-        cache: &[DynValue],
-    ) -> Result<(Vec<f32>, Arc<Vec<DynValue>>)> {
+        cache: &mut KvCache,
+    ) -> Result<Vec<f32>> {
         let err = |e: ort::Error| Error::inference("decoder", e);
-        let Binding { io: binding, host, cache_memory } = binding;
-        // Outputs are bound anew each step: a binding reuses the previous step's output values as
-        // preallocated outputs otherwise, and the cache grows by `n` positions per step.
-        binding.bind_output_to_device("logits", host).map_err(err)?;
-        for layer in 0..self.spec.layers {
-            for kind in ["key", "value"] {
-                binding.bind_output_to_device(format!("present.{layer}.{kind}"), cache_memory).map_err(err)?;
-            }
-        }
         let n = embeds.len() / self.spec.hidden;
+        if past + n > cache.capacity {
+            return Err(Error::inference(
+                "decoder",
+                format!("KV cache of {} positions cannot take {n} more after {past}", cache.capacity),
+            ));
+        }
+        let Binding { io: binding, host, .. } = binding;
+        // Logits are bound anew each step: a binding reuses the previous step's output value otherwise.
+        binding.bind_output_to_device("logits", host).map_err(err)?;
         let positions: Vec<i64> = (past as i64..(past + n) as i64).collect();
+        let total = (past + n) as i32;
         binding
             .bind_input("inputs_embeds", &Tensor::from_array(([1, n, self.spec.hidden], embeds.to_vec())).map_err(err)?)
             .map_err(err)?;
-        binding
-            .bind_input("attention_mask", &Tensor::from_array(([1, past + n], vec![1i64; past + n])).map_err(err)?)
-            .map_err(err)?;
         binding.bind_input("position_ids", &Tensor::from_array(([1, n], positions)).map_err(err)?).map_err(err)?;
+        binding.bind_input("seqlens_k", &Tensor::from_array(([1], vec![total - 1])).map_err(err)?).map_err(err)?;
+        binding
+            .bind_input("total_sequence_length", &Tensor::from_array((Vec::<i64>::new(), vec![total])).map_err(err)?)
+            .map_err(err)?;
         for (layer, (key, value)) in self.input_names.iter().enumerate() {
-            binding.bind_input(key.as_str(), &cache[2 * layer]).map_err(err)?;
-            binding.bind_input(value.as_str(), &cache[2 * layer + 1]).map_err(err)?;
-        }
-        let mut outputs = session.run_binding(binding).map_err(err)?;
-        let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(err)?;
-        let logits = logits.to_vec();
-        let mut present = Vec::with_capacity(cache.len());
-        for layer in 0..self.spec.layers {
-            for kind in ["key", "value"] {
-                present.push(
-                    outputs
-                        .remove(format!("present.{layer}.{kind}"))
-                        .ok_or_else(|| Error::inference("decoder", format!("output present.{layer}.{kind} missing")))?,
-                );
+            for (kind, name) in [key, value].into_iter().enumerate() {
+                let tensor = &mut cache.tensors[2 * layer + kind];
+                binding.bind_input(name.as_str(), &*tensor).map_err(err)?;
+                binding
+                    .bind_output(format!("present.{layer}.{}", ["key", "value"][kind]), &mut *tensor)
+                    .map_err(err)?;
             }
         }
-        Ok((logits, Arc::new(present)))
+        let outputs = session.run_binding(binding).map_err(err)?;
+        let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(err)?;
+        Ok(logits.to_vec())
     }
 }
 
-/// Where decoding stands: the last position's logits and the KV cache of positions `0..position`.
+/// Where decoding stands: the last position's logits, the KV cache holding positions `0..position`.
 #[derive(Clone)]
 struct Decoded {
     logits: Vec<f32>,
-    past: Arc<Vec<DynValue>>,
     position: usize,
 }
 
-/// An I/O binding with the memory its outputs go to.
+/// An I/O binding, the memory its logits go to and the allocator of the KV cache's buffers.
 struct Binding {
     io: IoBinding,
     host: MemoryInfo<'static>,
-    cache_memory: MemoryInfo<'static>,
+    allocator: Allocator,
 }
 
 /// The decoding rules' view of the decoder's tokenizer.
