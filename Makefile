@@ -85,7 +85,7 @@ build:
 
 # The loadable SQLite extension: built on its own (rusqlite `loadable_extension` excludes `bundled`).
 ext: target/release/libe2llm.so
-target/release/libe2llm.so: $(wildcard src/*.rs sqlite-ext/src/*.rs) Cargo.toml Cargo.lock sqlite-ext/Cargo.toml
+target/release/libe2llm.so: $(shell find src sqlite-ext/src -name '*.rs') Cargo.toml Cargo.lock sqlite-ext/Cargo.toml
 	$(CARGO) build --release --locked -p e2llm-sqlite
 	touch $@
 
