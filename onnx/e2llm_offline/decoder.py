@@ -516,10 +516,43 @@ def build_decoder(ckpt: DecoderCheckpoint, progress: Callable[[str], None] | Non
                        "next-token logits of the last position + KV cache")
 
 
+EMBED_BLOCK = 32  # the block of llama.cpp's Q8_0
+
+
+def int8_blocks(table: np.ndarray, block: int = EMBED_BLOCK) -> tuple[np.ndarray, np.ndarray] | None:
+    """``table`` [rows, cols] as int8 values and one float32 scale per block of ``block`` columns, when
+    that is *exact* (``q * scale == table`` in float32): true of a table dequantised from Q8_0 (scale =
+    the block's max |value| / 127). None otherwise."""
+    rows, cols = table.shape
+    if cols % block:
+        return None
+    blocks = table.reshape(rows, cols // block, block)
+    scale = (np.abs(blocks).max(axis=2, keepdims=True) / np.float32(127)).astype(np.float32)
+    safe = np.where(scale == 0, np.float32(1), scale)
+    q = np.rint(blocks / safe)
+    if np.abs(q).max(initial=0) > 127 or not np.array_equal((q * scale).astype(np.float32), blocks):
+        return None
+    return q.astype(np.int8).reshape(rows, cols), scale.reshape(rows, cols // block)
+
+
 def build_embed(ckpt: DecoderCheckpoint) -> onnx.ModelProto:
+    """Token embeddings. A table dequantised from Q8_0 (SmolLM2's GGUF) is stored as its int8 values and
+    block scales and expanded per lookup, exactly: a quarter of the float32 table's memory."""
     g = GraphBuilder("embed")
     ids = g.input("input_ids", INT64, ["batch", "seq"])
-    table = g.weight(ckpt.get("model.embed_tokens.weight"), "embed_tokens")
-    g.output(g.named_op("Gather", [table, ids], "inputs_embeds"), "inputs_embeds", FLOAT,
-             ["batch", "seq", ckpt.config.hidden])
+    table = ckpt.get("model.embed_tokens.weight")
+    hidden = ckpt.config.hidden
+    compact = int8_blocks(table)
+    if compact is None:
+        rows = g.named_op("Gather", [g.weight(table, "embed_tokens"), ids], "inputs_embeds")
+    else:
+        values, scales = compact
+        gathered = g.op("Cast", [g.op("Gather", [g.weight(values, "embed_tokens_int8"), ids], "rows_int8")],
+                        "rows_float", to=onnx.TensorProto.FLOAT)
+        blocks = g.op("Reshape", [gathered, g.const([0, 0, hidden // EMBED_BLOCK, EMBED_BLOCK])], "rows_blocks")
+        row_scales = g.op("Unsqueeze", [g.op("Gather", [g.weight(scales, "embed_tokens_scales"), ids], "scales"),
+                                        g.const([-1])], "scales4")
+        scaled = g.op("Mul", [blocks, row_scales], "rows_scaled")
+        rows = g.named_op("Reshape", [scaled, g.const([0, 0, hidden])], "inputs_embeds")
+    g.output(rows, "inputs_embeds", FLOAT, ["batch", "seq", hidden])
     return g.model(doc="decoder token embeddings")

@@ -14,8 +14,8 @@ import onnxruntime as ort
 import pytest
 
 from e2llm_offline.common import save_onnx, sha256_file
-from e2llm_offline.decoder import (DecoderCheckpoint, build_decoder, build_embed, load_gguf, load_hf,
-                                   permute_rotary_rows, unpermute_rotary_rows)
+from e2llm_offline.decoder import (DecoderCheckpoint, DecoderConfig, build_decoder, build_embed, int8_blocks,
+                                   load_gguf, load_hf, permute_rotary_rows, unpermute_rotary_rows)
 from e2llm_offline.export import main as export_main
 from e2llm_offline.reference import ReferenceDecoder
 from e2llm_offline.tokenizer import tokenizer_from_gguf
@@ -181,3 +181,26 @@ def test_export_cli_with_hf_checkpoint(tmp_path: Path, encoder_dir: Path) -> Non
     golden = json.loads((out / "golden.json").read_text())
     assert len(golden["decoder"]) == 3 and all(1 <= len(c["greedy_ids"]) <= 16 for c in golden["decoder"])
     assert isinstance(session(out / "decoder.onnx"), ort.InferenceSession)
+
+
+def test_a_q8_0_embedding_table_is_stored_as_int8_blocks_and_read_back_exactly() -> None:
+    rng = np.random.default_rng(3)
+    q = rng.integers(-127, 128, size=(50, 64)).astype(np.float32)
+    q[:, ::32] = 127  # every block's largest value is 127 x its scale, as llama.cpp's Q8_0 makes it
+    q[7, :32] = 0  # an all-zero block
+    scales = rng.uniform(1e-3, 2e-2, size=(50, 2)).astype(np.float16).astype(np.float32)
+    table = (q.reshape(50, 2, 32) * scales[:, :, None]).reshape(50, 64).astype(np.float32)
+    values, got_scales = int8_blocks(table)
+    assert values.dtype == np.int8 and got_scales.shape == (50, 2)
+    config = DecoderConfig(architecture="llama", hidden=64, layers=1, heads=4, kv_heads=2, head_dim=16, ffn=8,
+                           vocab=50, rope_theta=1e4, rms_eps=1e-6, context_length=16, tied_embeddings=True)
+    ckpt = DecoderCheckpoint(config=config, get=lambda name: table, has=lambda name: True, rope_layout="half",
+                             source_files=[], eos_token_ids=[0])
+    model = build_embed(ckpt)
+    assert {t.name for t in model.graph.initializer} >= {"embed_tokens_int8", "embed_tokens_scales"}
+    ids = np.array([[0, 7, 49, 7]])
+    (rows,) = session_from_model(model).run(None, {"input_ids": ids})
+    np.testing.assert_array_equal(rows[0], table[ids[0]])
+    # Anything else keeps the float32 table.
+    assert int8_blocks(table + np.float32(1e-4)) is None
+    assert int8_blocks(table[:, :40]) is None
