@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import sqlite3
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from metrics import median
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(os.environ.get("E2LLM_BIN", ROOT / "target" / "release" / "e2llm"))
 MODELS = Path(os.environ.get("E2LLM_MODELS", ROOT / "models" / "default"))
+SECTIONS = ("compress", "scaling", "ask")  # what --only can choose
 
 
 def speeches(count: int, skip: int = 0) -> list[tuple[str, str]]:
@@ -287,6 +290,9 @@ def main() -> None:
     parser.add_argument("--scale-chunks", type=int, nargs="*", default=[1000, 10000, 100000])
     parser.add_argument("--modes", nargs="*", default=["question-only", "rag", "compressed", "hybrid", "full"])
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS,
+                        help="measure only these sections; the others are kept from the --out folder's bench.json "
+                             "(scaling needs compress)")
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: write bench.md and bench.png again from the --out folder's bench.json")
     args = parser.parse_args()
@@ -295,6 +301,8 @@ def main() -> None:
         report = json.loads((args.out / "bench.json").read_text())
     else:
         report = measure(args)
+        if args.only:
+            report = {**json.loads((args.out / "bench.json").read_text()), **report}
         (args.out / "bench.json").write_text(json.dumps(report, indent=2))
     lines, per = render(report)
     (args.out / "bench.md").write_text("\n".join(lines) + "\n")
@@ -302,23 +310,38 @@ def main() -> None:
     print("\n".join(lines))
 
 
+def in_child(function, *args):
+    """`function(*args)` in a fresh Python process: what it loads (PyTorch, ONNX Runtime) never enlarges
+    this one. A child's peak RSS as wait4 reports it starts from its parent's size (Linux carries the
+    high-water mark over the exec), so the measured `e2llm` processes must be started by a small parent."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
 def measure(args: argparse.Namespace) -> dict:
+    sections = set(args.only or SECTIONS)
+    if "scaling" in sections and "compress" not in sections:
+        raise SystemExit("--only scaling needs compress too (its 2-thread row is compress's run)")
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "threads": args.threads, "batch_size": args.batch_size, "runs": args.runs, "speeches": args.speeches}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        rust = bench_compress(work, speeches(args.speeches), args.runs, args.threads, args.batch_size)
-        db = rust.pop("db")
-        report["storage"] = bench_storage(db, work, speeches(args.speeches), args.runs)
-        python = bench_python_ort(db, args.runs, args.threads, args.batch_size)
-        baseline = bench_sentence_transformers(db, args.runs, args.threads, args.batch_size)
-        report["compress"] = {"e2llm": rust, "python_onnxruntime": python, "sentence_transformers": baseline,
-                              "ratio": rust["chunks_per_second"] / python["chunks_per_second"],
-                              "ratio_sentence_transformers": rust["chunks_per_second"] / baseline["chunks_per_second"]}
-        report["scaling"] = bench_scaling(work, speeches(args.speeches), args.runs, args.batch_size,
-                                          args.scale_threads, args.scale_chunks, rust)
-        report["ask"] = {str(n): bench_ask(work, n, args.modes, args.runs, repeat=n in args.repeat_tokens)
-                         for n in args.ask_tokens}
+        if "compress" in sections:
+            rust = bench_compress(work, speeches(args.speeches), args.runs, args.threads, args.batch_size)
+            db = rust.pop("db")
+            report["storage"] = bench_storage(db, work, speeches(args.speeches), args.runs)
+            python = in_child(bench_python_ort, db, args.runs, args.threads, args.batch_size)
+            baseline = in_child(bench_sentence_transformers, db, args.runs, args.threads, args.batch_size)
+            report["compress"] = {
+                "e2llm": rust, "python_onnxruntime": python, "sentence_transformers": baseline,
+                "ratio": rust["chunks_per_second"] / python["chunks_per_second"],
+                "ratio_sentence_transformers": rust["chunks_per_second"] / baseline["chunks_per_second"]}
+        if "scaling" in sections:
+            report["scaling"] = bench_scaling(work, speeches(args.speeches), args.runs, args.batch_size,
+                                              args.scale_threads, args.scale_chunks, rust)
+        if "ask" in sections:
+            report["ask"] = {str(n): bench_ask(work, n, args.modes, args.runs, repeat=n in args.repeat_tokens)
+                             for n in args.ask_tokens}
     return report
 
 

@@ -52,8 +52,11 @@ class Decoder:
         if past is None:
             past = {n: np.zeros((1, self.kv_shape[n][1], 0, self.kv_shape[n][3]), np.float32) for n in self.kv_names}
         total = start + len(ids)
-        feeds = {"inputs_embeds": embeds, "attention_mask": np.ones((1, total), np.int64),
-                 "position_ids": np.arange(start, total, dtype=np.int64)[None], **past}
+        feeds = {"inputs_embeds": embeds, "position_ids": np.arange(start, total, dtype=np.int64)[None], **past}
+        if "seqlens_k" in self.kv_shape:  # GroupQueryAttention (decoder.onnx), here with past + new caches
+            feeds.update(seqlens_k=np.array([total - 1], np.int32), total_sequence_length=np.array(total, np.int32))
+        else:
+            feeds["attention_mask"] = np.ones((1, total), np.int64)
         outputs = self.session.run(None, feeds)
         present = dict(zip(self.kv_names, outputs[1:]))
         return outputs[0][0], present

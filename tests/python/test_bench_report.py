@@ -33,3 +33,20 @@ def test_the_sentence_transformers_baseline_gets_its_row_and_ratio():
     assert "Ratio e2llm / sentence-transformers: **1.77x**" in after
     # Everything else is as before.
     assert [line for line in after if "sentence-transformers" not in line] == before + [""]
+
+
+
+def test_in_child_runs_in_another_process():
+    # The measured e2llm processes inherit their parent's peak RSS: baselines that load PyTorch run apart.
+    import os
+
+    assert bench.in_child(os.getpid) != os.getpid()
+
+
+def test_only_scaling_without_compress_is_refused():
+    import argparse
+
+    import pytest
+
+    with pytest.raises(SystemExit, match="needs compress"):
+        bench.measure(argparse.Namespace(only=["scaling"], threads=2, batch_size=32, runs=1, speeches=1))
