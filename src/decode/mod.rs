@@ -253,7 +253,7 @@ impl Decoder {
         // Every position this generation may write: the prompt and the longest answer.
         let needed = prompt_tokens + options.max_new_tokens;
         let mut logits = Vec::new();
-        // `position` counts cache positions; `done` the embedding rows already run.
+        // `position` counts the cache positions in use (RCC memory slots included).
         let (mut past, mut position) = match cached {
             Some(kv) => (self.reserve(&binding.allocator, kv, prefix, needed)?, prefix),
             None => {
