@@ -406,7 +406,7 @@ def build_decoder(ckpt: DecoderCheckpoint, progress: Callable[[str], None] | Non
             context = g.named_ops("GroupQueryAttention",
                                   [qkv, "", "", past[i][0], past[i][1], seqlens_k, total_length, cos_half, sin_half,
                                    position_ids],
-                                  [g.fresh(f"l{i}.context"), keys, values], domain=MICROSOFT, num_heads=heads,
+                                  [f"l{i}.context", keys, values], domain=MICROSOFT, num_heads=heads,
                                   kv_num_heads=kv, do_rotary=1, rotary_interleaved=0, scale=1.0)[0]
             return context, keys, values
     else:

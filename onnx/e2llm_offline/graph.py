@@ -31,7 +31,6 @@ class GraphBuilder:
         self.inputs: list[onnx.ValueInfoProto] = []
         self.outputs: list[onnx.ValueInfoProto] = []
         self._used: set[str] = set()
-        self._fresh: set[str] = set()  # the names `fresh` handed out
         self._constants: dict[tuple, str] = {}
         self.float32_nodes: list[str] = []
 
@@ -41,7 +40,6 @@ class GraphBuilder:
             n += 1
             name = f"{hint}_{n}"
         self._used.add(name)
-        self._fresh.add(name)
         return name
 
     def input(self, name: str, elem_type: int, shape: Sequence[Dim]) -> str:
@@ -80,18 +78,14 @@ class GraphBuilder:
 
     def named_op(self, op_type: str, inputs: Sequence[str], output: str, **attrs: object) -> str:
         """A node whose single output has exactly the name ``output`` (e.g. a graph output)."""
-        if output in self._used:
-            raise ValueError(f"value name {output} already used")
-        self._used.add(output)
-        self.nodes.append(helper.make_node(op_type, list(inputs), [output], name=self.fresh(f"n_{output}"), **attrs))
-        return output
+        return self.named_ops(op_type, inputs, [output], **attrs)[0]
 
     def named_ops(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], domain: str = "",
                   **attrs: object) -> list[str]:
-        """A node with several outputs; names already taken by ``fresh`` are kept, others must be new
-        (graph outputs). ``domain``: e.g. ``MICROSOFT`` for ONNX Runtime's contrib ops."""
+        """A node whose outputs have exactly the names ``outputs``, none of them used yet. ``domain``: e.g.
+        ``MICROSOFT`` for ONNX Runtime's contrib ops."""
         for name in outputs:
-            if name in self._used and name not in self._fresh:
+            if name in self._used:
                 raise ValueError(f"value name {name} already used")
             self._used.add(name)
         self.nodes.append(helper.make_node(op_type, list(inputs), list(outputs), name=self.fresh(f"n_{outputs[0]}"),

@@ -55,7 +55,8 @@ pub struct Decoder {
     /// Token ids of the ten digits, where the vocabulary has them as single tokens.
     digits: Vec<u32>,
     spec: DecoderSpec,
-    input_names: Vec<(String, String)>,
+    /// Per KV cache buffer (`KvCache::tensors` order): its past input and present output names.
+    cache_names: Vec<(String, String)>,
     provider: Provider,
     precision: Precision,
     prefix_cache: Mutex<PrefixCache<KvCache>>,
@@ -90,8 +91,10 @@ impl Decoder {
                 "this decoder graph predates the in-place KV cache (no `seqlens_k` input)",
             ));
         }
-        let input_names = (0..spec.layers)
-            .map(|i| (format!("past_key_values.{i}.key"), format!("past_key_values.{i}.value")))
+        let cache_names = (0..spec.layers)
+            .flat_map(|i| {
+                ["key", "value"].map(|kind| (format!("past_key_values.{i}.{kind}"), format!("present.{i}.{kind}")))
+            })
             .collect();
         let prefix_cache = Mutex::new(PrefixCache::new(prefix_cache_limit()));
         let digits = ('0'..='9').filter_map(|d| tokenizer.token_to_id(&d.to_string())).collect();
@@ -101,7 +104,7 @@ impl Decoder {
             tokenizer,
             digits,
             spec,
-            input_names,
+            cache_names,
             provider,
             precision,
             prefix_cache,
@@ -422,14 +425,9 @@ impl Decoder {
         binding
             .bind_input("total_sequence_length", &Tensor::from_array((Vec::<i64>::new(), vec![total])).map_err(err)?)
             .map_err(err)?;
-        for (layer, (key, value)) in self.input_names.iter().enumerate() {
-            for (kind, name) in [key, value].into_iter().enumerate() {
-                let tensor = &mut cache.tensors[2 * layer + kind];
-                binding.bind_input(name.as_str(), &*tensor).map_err(err)?;
-                binding
-                    .bind_output(format!("present.{layer}.{}", ["key", "value"][kind]), &mut *tensor)
-                    .map_err(err)?;
-            }
+        for (tensor, (past, present)) in cache.tensors.iter_mut().zip(&self.cache_names) {
+            binding.bind_input(past.as_str(), &*tensor).map_err(err)?;
+            binding.bind_output(present.as_str(), &mut *tensor).map_err(err)?;
         }
         let outputs = session.run_binding(binding).map_err(err)?;
         let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(err)?;
