@@ -26,7 +26,7 @@ if [ -n "$ext" ]; then
     sqlite3 "$db" <<SQL
 .load $ext
 SELECT e2llm_version();
-SELECT doc_id, e2llm_ask(doc_id, 'In what year was this address given?', '{"mode":"rag","max_new_tokens":16}')
+SELECT doc_id, e2llm_ask(doc_id, 'Who is being addressed?', '{"mode":"rag","max_new_tokens":16}')
 FROM documents WHERE doc_id IN ('1941-Roosevelt-1.txt', '2002-Bush-1.txt');
 SQL
 fi

@@ -105,10 +105,12 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             "multiline" => options.stop_at_newline = !flag(value)?,
             "extractive" => options.extractive = flag(value)?,
             "whole_numbers" => options.whole_numbers = flag(value)?,
+            "whole_spans" => options.whole_spans = flag(value)?,
+            "calibrate_yes_no" => options.calibrate_yes_no = flag(value)?,
             "avoid_repeating" => options.avoid_repeating = flag(value)?,
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, memory_chunks, prefix_cache, multiline, extractive, whole_numbers, avoid_repeating)"
+                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, memory_chunks, prefix_cache, multiline, extractive, whole_numbers, whole_spans, calibrate_yes_no, avoid_repeating)"
                 )))
             }
         }
@@ -235,6 +237,9 @@ mod tests {
         assert!(!parse_options(Some(r#"{"multiline":true}"#)).unwrap().stop_at_newline);
         assert!(parse_options(None).unwrap().whole_numbers, "numbers are completed by default");
         assert!(!parse_options(Some(r#"{"whole_numbers":false}"#)).unwrap().whole_numbers);
+        assert!(parse_options(None).unwrap().whole_spans && parse_options(None).unwrap().calibrate_yes_no);
+        let off = parse_options(Some(r#"{"whole_spans":false,"calibrate_yes_no":false}"#)).unwrap();
+        assert!(!off.whole_spans && !off.calibrate_yes_no);
         let default_repeating = AskOptions::default().avoid_repeating;
         assert_eq!(parse_options(None).unwrap().avoid_repeating, default_repeating);
         let flipped = format!(r#"{{"avoid_repeating":{}}}"#, !default_repeating);
@@ -245,6 +250,7 @@ mod tests {
             r#"{"multiline":"yes"}"#,
             r#"{"extractive":true,"mode":"compressed"}"#,
             r#"{"prefix_cache":1}"#,
+            r#"{"calibrate_yes_no":"no"}"#,
             "{",
             "[]",
             r#"{"mode":"telepathy"}"#,

@@ -133,3 +133,55 @@ fn whole_numbers_only_extend_an_answer_that_ends_after_a_digit() {
     }
     assert!(extended > 0, "no answer was extended: the rule was never exercised");
 }
+
+#[test]
+fn next_log_probs_are_the_first_step_of_greedy_generation() {
+    let decoder = common::engine().decoder().unwrap();
+    let prompt = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+    let pieces = [Piece::Text(prompt.into())];
+    let log_probs = decoder.next_log_probs(&pieces).unwrap();
+    assert_eq!(log_probs.len(), decoder.spec().vocab);
+    let total: f64 = log_probs.iter().map(|&l| (l as f64).exp()).sum();
+    assert!((total - 1.0).abs() < 1e-3, "probabilities sum to {total}");
+    let best = (0..log_probs.len()).max_by(|&a, &b| log_probs[a].total_cmp(&log_probs[b])).unwrap() as u32;
+    let first = decoder.generate(&pieces, &GenerateOptions::new(1)).unwrap().token_ids;
+    assert_eq!(first, [best]);
+    assert!(decoder.next_log_probs(&[]).is_err(), "an empty prompt has no next token");
+}
+
+#[test]
+fn the_yes_no_prior_only_swaps_a_yes_or_no_first_token() {
+    // Whatever the weights: with the question-only prior the first token is the plain one, or (when
+    // the plain one reads yes or no) the other of the two, and the rest of the answer follows from it.
+    let decoder = common::engine().decoder().unwrap();
+    let ask = |document: &str, question: &str| {
+        let context = if document.is_empty() { String::new() } else { format!("Document:\n{document}\n\n") };
+        format!("<|im_start|>user\n{context}Question: {question}<|im_end|>\n<|im_start|>assistant\n")
+    };
+    let yes_no = |text: &str| matches!(text.trim().to_lowercase().as_str(), "yes" | "no");
+    let cases = [
+        (
+            "The river Alna and the river Lune both flow into the North Sea.",
+            "Do the Alna and the Lune flow into the same sea?",
+        ),
+        ("Mount Keller is 2,310 m high; Mount Orin is 1,905 m high.", "Is Mount Keller higher than Mount Orin?"),
+        ("The harbour light at Kestrel Point was kept by Ada Morrow.", "Who kept the harbour light?"),
+    ];
+    let mut yes_or_no_first = 0;
+    for (document, question) in cases {
+        let pieces = [Piece::Text(ask(document, question))];
+        let prior = decoder.next_log_probs(&[Piece::Text(ask("", question))]).unwrap();
+        let base = GenerateOptions { stop_at_newline: true, ..GenerateOptions::new(4) };
+        let plain = decoder.generate(&pieces, &base).unwrap();
+        let calibrated = decoder.generate(&pieces, &GenerateOptions { yes_no_prior: Some(prior), ..base }).unwrap();
+        let first = |g: &e2llm::decode::Generation| decoder.detokenize(&g.token_ids[..1]).unwrap();
+        if yes_no(&first(&plain)) {
+            yes_or_no_first += 1;
+            assert!(yes_no(&first(&calibrated)), "{:?} became {:?}", plain.text, calibrated.text);
+        } else {
+            assert_eq!(calibrated.token_ids, plain.token_ids, "{question}");
+        }
+        println!("{question} plain {:?}, calibrated {:?}", plain.text, calibrated.text);
+    }
+    assert!(yes_or_no_first > 0, "no answer began with yes or no: the rule was never exercised");
+}

@@ -115,13 +115,22 @@ impl Engine {
             .as_mut()
             .map(|c| (std::mem::take(&mut c.selected), c.truncated, std::mem::take(&mut c.text)))
             .unwrap_or_default();
+        // Counted in the time to the first token: the question alone, prefilled for the yes/no prior.
+        let yes_no_prior = if options.calibrate_yes_no && mode != Mode::QuestionOnly && asks_yes_no(question) {
+            Some(decoder.next_log_probs(&layout(template, None, question_ids.clone()).pieces())?)
+        } else {
+            None
+        };
         let prompt = layout(template, context, question_ids);
         let shown = if options.show_prompt { Some(describe(&decoder, &prompt.pieces())?) } else { None };
         let before_generation = started.elapsed();
         let mut generate = GenerateOptions::new(options.max_new_tokens);
         generate.stop_at_newline = options.stop_at_newline;
         generate.whole_numbers = options.whole_numbers;
-        generate.numbers_from = (options.whole_numbers && !text.is_empty()).then(|| text.clone());
+        generate.whole_spans = options.whole_spans;
+        generate.yes_no_prior = yes_no_prior;
+        let needs_text = options.whole_numbers || options.whole_spans;
+        generate.prompt_text = (needs_text && !text.is_empty()).then(|| text.clone());
         generate.copy_from = options.extractive.then_some(text);
         let avoid = options.avoid_repeating && mode.reads_text() && !offers_choice(question);
         generate.avoid_repeating = avoid.then(|| question.to_string());
@@ -189,7 +198,7 @@ impl Engine {
         if let Some(text) = text {
             let (ids, cut) = fit(decoder.tokenize(&text)?, budget);
             context.truncated |= cut;
-            if options.extractive || options.whole_numbers {
+            if options.extractive || options.whole_numbers || options.whole_spans {
                 context.text = decoder.detokenize(&ids)?;
             }
             // Retrieved text depends on the question; the full document does not.
@@ -269,6 +278,17 @@ impl Engine {
 
 /// True when the question offers alternatives ("Who is older, A or B?"): its answer is expected to
 /// repeat words of the question.
+/// A question that opens with an auxiliary verb and offers no choice ("Are A and B both ...?"): one
+/// answered yes or no. English only; other questions are never calibrated (`calibrate_yes_no`).
+fn asks_yes_no(question: &str) -> bool {
+    const OPENERS: [&str; 18] = [
+        "is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "could", "will", "would",
+        "should", "may", "might", "must",
+    ];
+    let first = question.split(|c: char| !c.is_alphanumeric()).find(|w| !w.is_empty()).unwrap_or("");
+    OPENERS.iter().any(|o| first.eq_ignore_ascii_case(o)) && !offers_choice(question)
+}
+
 fn offers_choice(question: &str) -> bool {
     question.split(|c: char| !c.is_alphanumeric()).any(|word| word.eq_ignore_ascii_case("or"))
 }

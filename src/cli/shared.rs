@@ -75,6 +75,14 @@ pub struct AnswerArgs {
     /// prompt's text that it begins, else while the decoder gives its next digit at least 5%).
     #[arg(long)]
     pub cut_numbers: bool,
+    /// Let an answer end inside a span of the prompt's text (by default, where it would end while the
+    /// text goes on from it, the text's next word goes on when the decoder gives it at least 10%).
+    #[arg(long)]
+    pub cut_spans: bool,
+    /// Answer yes/no questions as the decoder ranks "yes" and "no" (by default they compete by how much
+    /// the document raised each over the question alone: one more prefill of the question).
+    #[arg(long)]
+    pub raw_yes_no: bool,
     /// Keep an answer that only repeats words of the question (by default rag, hybrid and full decode
     /// it again, except for "A or B?" questions).
     #[arg(long)]
@@ -93,6 +101,8 @@ impl AnswerArgs {
             stop_at_newline: !self.multiline,
             extractive: self.extractive,
             whole_numbers: !self.cut_numbers,
+            whole_spans: !self.cut_spans,
+            calibrate_yes_no: !self.raw_yes_no,
             avoid_repeating: !self.allow_repeating,
             ..AskOptions::default()
         }

@@ -27,7 +27,7 @@ pub use cache::DEFAULT_PREFIX_CACHE_MB;
 pub use generate::{GenerateOptions, Generation, NUMBER_CONTINUATION};
 
 use cache::{prefix_cache_limit, PrefixCache};
-use generate::{answer_text, ends, next_token, normalise, repeats, words, End, Vocabulary, REPEAT_RETRIES};
+use generate::{answer_text, ends, next_token, repeats, words, End, Sources, Vocabulary, REPEAT_RETRIES};
 use kv::{capacity_for, CacheShape, KvCache};
 
 /// Longest slice of prompt positions run in one prefill step: bounds the attention scores'
@@ -54,6 +54,8 @@ pub struct Decoder {
     tokenizer: Tokenizer,
     /// Token ids of the ten digits, where the vocabulary has them as single tokens.
     digits: Vec<u32>,
+    /// Pairs of single tokens that read "yes" and "no" the same way (" yes"/" no", "Yes"/"No", ...).
+    yes_no: Vec<(u32, u32)>,
     spec: DecoderSpec,
     /// Per KV cache buffer (`KvCache::tensors` order): its past input and present output names.
     cache_names: Vec<(String, String)>,
@@ -98,11 +100,13 @@ impl Decoder {
             .collect();
         let prefix_cache = Mutex::new(PrefixCache::new(prefix_cache_limit()));
         let digits = ('0'..='9').filter_map(|d| tokenizer.token_to_id(&d.to_string())).collect();
+        let yes_no = yes_no_pairs(&tokenizer);
         Ok(Decoder {
             embed: Mutex::new(embed),
             decoder: Mutex::new(decoder),
             tokenizer,
             digits,
+            yes_no,
             spec,
             cache_names,
             provider,
@@ -186,6 +190,30 @@ impl Decoder {
 
     fn cache_shape(&self) -> CacheShape {
         CacheShape { layers: self.spec.layers, kv_heads: self.spec.kv_heads, head_dim: self.spec.head_dim }
+    }
+
+    /// Log-probabilities of the token that follows `pieces` (text, tokens and soft tokens; no memory),
+    /// prefilled in a cache of their own that is not kept.
+    pub fn next_log_probs(&self, pieces: &[Piece]) -> Result<Vec<f32>> {
+        let hidden = self.spec.hidden;
+        let mut embeds = Vec::new();
+        self.embed_pieces(pieces, &mut embeds)?;
+        let positions = embeds.len() / hidden;
+        if positions == 0 || positions > self.spec.context_length {
+            return Err(Error::Invalid(format!(
+                "prompt of {positions} positions for a decoder of {} (at least 1)",
+                self.spec.context_length
+            )));
+        }
+        let mut session = self.decoder.lock().unwrap_or_else(|p| p.into_inner());
+        let mut binding = self.binding(&session)?;
+        let capacity = capacity_for(positions, self.spec.context_length);
+        let mut cache = KvCache::new(&binding.allocator, self.cache_shape(), capacity, 0, |_| Ok(Vec::new()))?;
+        let mut logits = Vec::new();
+        for (i, rows) in embeds.chunks(PREFILL_SLICE * hidden).enumerate() {
+            logits = self.step(&mut session, &mut binding, rows, i * PREFILL_SLICE, &mut cache)?;
+        }
+        Ok(log_softmax(&logits))
     }
 
     /// Greedy generation from a prompt given as pieces.
@@ -275,12 +303,12 @@ impl Decoder {
             logits = self.step(&mut session, &mut binding, rows, position, &mut past)?;
             position += rows.len() / hidden;
         }
-        let source = options.copy_from.as_deref().map(normalise);
+        let sources = Sources::of(options);
         // A retry decodes again from here: the prompt's positions of the cache are never overwritten.
         let prompt_end = Decoded { logits, position };
         let retry_from = options.avoid_repeating.is_some().then(|| prompt_end.clone());
         let (mut token_ids, time_to_first_token) =
-            self.decode(&mut session, &mut binding, &mut past, prompt_end, source.as_deref(), options, &[], started)?;
+            self.decode(&mut session, &mut binding, &mut past, prompt_end, &sources, options, &[], started)?;
         if let (Some(avoided), Some(prompt_end)) = (options.avoid_repeating.as_deref().map(words), retry_from) {
             // An answer that only repeats the question: decode again from the prompt's end with its
             // first token banned (each retry bans one more); the first answer stands if all repeat.
@@ -296,7 +324,7 @@ impl Decoder {
                     &mut binding,
                     &mut past,
                     prompt_end.clone(),
-                    source.as_deref(),
+                    &sources,
                     options,
                     &banned,
                     started,
@@ -332,7 +360,7 @@ impl Decoder {
         binding: &mut Binding,
         past: &mut KvCache,
         from: Decoded,
-        source: Option<&str>,
+        sources: &Sources,
         options: &GenerateOptions,
         banned_first: &[u32],
         started: Instant,
@@ -346,7 +374,7 @@ impl Decoder {
         let mut token_ids = Vec::new();
         let mut first_token = started.elapsed();
         while token_ids.len() < options.max_new_tokens {
-            let next = next_token(self, &logits, &token_ids, source, options)?;
+            let next = next_token(self, &logits, &token_ids, sources, options)?;
             if token_ids.is_empty() {
                 first_token = started.elapsed();
             }
@@ -460,4 +488,28 @@ impl Vocabulary for Decoder {
     fn text_of(&self, ids: &[u32]) -> Result<String> {
         self.detokenize(ids)
     }
+    fn opposite(&self, id: u32) -> Option<u32> {
+        self.yes_no.iter().find_map(|&(yes, no)| if id == yes { Some(no) } else { (id == no).then_some(yes) })
+    }
+}
+
+/// The single tokens that read "yes" and "no" in the same way, as pairs.
+fn yes_no_pairs(tokenizer: &Tokenizer) -> Vec<(u32, u32)> {
+    let single = |text: &str| match tokenizer.encode(text, false).map(|e| e.get_ids().to_vec()) {
+        Ok(ids) if ids.len() == 1 => Some(ids[0]),
+        _ => None,
+    };
+    let forms = [("yes", "no"), ("Yes", "No"), ("YES", "NO")];
+    [("", ""), (" ", " ")]
+        .iter()
+        .flat_map(|(space, _)| forms.iter().map(move |(yes, no)| (format!("{space}{yes}"), format!("{space}{no}"))))
+        .filter_map(|(yes, no)| Some((single(&yes)?, single(&no)?)))
+        .collect()
+}
+
+/// Log-softmax of `logits` (computed from their maximum).
+fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let total = logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln() + max;
+    logits.iter().map(|&l| l - total).collect()
 }
