@@ -8,7 +8,8 @@ where CONTEXT depends on the mode (question-only has no context block at all):
 
 - ``compressed``: the soft tokens (one per chunk vector, pooled down to ``max_soft_tokens``);
 - ``rag``: the retrieved chunks' trimmed texts joined by ``chunk_separator``, tokenised as one piece;
-- ``hybrid``: the soft tokens, then ``chunk_separator`` + the retrieved texts as in ``rag``;
+- ``hybrid``: the soft tokens of the chunks retrieval did not choose, then ``chunk_separator`` + the
+  retrieved texts as in ``rag`` (each chunk once: as a vector or as text);
 - ``full``: the document's chunk texts concatenated, tokenised as one piece and cut to the budget;
 - ``rcc``: no context block: the question-only prompt, behind the chunks' RCC memory, which sits in the
   KV cache at positions 0..M-1 (``Prompt.memory_slots``; e2llm_offline.rcc).
@@ -113,7 +114,10 @@ class PromptBuilder:
         context_ids: list[int] = []
         has_context = mode != "question-only"
         if mode in ("compressed", "hybrid"):
-            soft = pool_rows(vectors, max_soft_tokens, normalized)
+            # hybrid: each chunk once, as text (the retrieved ones) or as a soft token (the rest).
+            as_text = set(selected or []) if mode == "hybrid" else set()
+            rest = [i for i in range(len(vectors)) if i not in as_text]
+            soft = pool_rows(vectors[rest], max_soft_tokens, normalized)
             soft = soft[: min(len(soft), budget)]
             budget -= len(soft)
         if mode in ("rag", "hybrid"):

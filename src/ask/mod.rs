@@ -1,7 +1,7 @@
 //! Answering a question about a stored document. One code path; the modes differ only in the
 //! context placed in the prompt (see `onnx/prompt.json` for the layout):
 //! - `compressed`: every chunk as one soft token (E2LLM);
-//! - `hybrid`: the soft tokens plus the top-k chunks' raw text, chosen by cosine similarity;
+//! - `hybrid`: the top-k chunks' raw text (as in rag), and the other chunks as soft tokens;
 //! - `rag`: the top-k chunks' raw text only;
 //! - `full`: the raw document, cut to the decoder's window;
 //! - `rcc`: the chosen chunks' RCC memory in the KV cache in front of the prompt (src/rcc.rs);
@@ -171,15 +171,33 @@ impl Engine {
         let template = &self.manifest().prompt;
         let chunks = store.chunks(document)?;
         let mut context = Context::default();
+        if options.mode.retrieves_text() {
+            context.selected = self.retrieve(document, &chunks, question, options.top_k, options, store)?;
+        }
         if options.mode.uses_adapter() {
             let adapter = self.adapter(&options.mode.name())?;
             check_encoder(document, &adapter.spec().encoder_fingerprint, store)?;
             let normalized = self.manifest().encoder.normalized;
-            let soft = vector::pool_rows(&chunks.vectors, chunks.dim, options.max_soft_tokens, normalized);
+            // hybrid: each chunk once, as text (the retrieved ones) or as a soft token (the rest).
+            let rest: Vec<f32> = chunks
+                .vectors
+                .chunks(chunks.dim)
+                .enumerate()
+                .filter(|(i, _)| !context.selected.contains(i))
+                .flat_map(|(_, row)| row.iter().copied())
+                .collect();
+            let soft = vector::pool_rows(&rest, chunks.dim, options.max_soft_tokens, normalized);
             let rows = (soft.len() / chunks.dim).min(budget);
             context.truncated |= rows < soft.len() / chunks.dim;
             budget -= rows;
-            context.fixed.push(Piece::Embeds(adapter.adapt(&soft[..rows * chunks.dim])?));
+            if rows > 0 {
+                let soft = Piece::Embeds(adapter.adapt(&soft[..rows * chunks.dim])?);
+                // compressed: the same for every question (prefix cache); hybrid: not the retrieved chunks.
+                match options.mode {
+                    Mode::Hybrid => context.per_question.push(soft),
+                    _ => context.fixed.push(soft),
+                }
+            }
         }
         if options.mode == Mode::Rcc {
             context.memory = Some(self.memory(document, &chunks, question, options, store, budget, &mut context)?);
@@ -187,9 +205,8 @@ impl Engine {
         }
         let text = match options.mode {
             Mode::Rag | Mode::Hybrid => {
-                context.selected = self.retrieve(document, &chunks, question, options.top_k, options, store)?;
                 let texts: Vec<&str> = context.selected.iter().map(|&i| chunks.texts[i].trim()).collect();
-                let separator = if context.fixed.is_empty() { "" } else { template.chunk_separator.as_str() };
+                let separator = if options.mode == Mode::Hybrid { template.chunk_separator.as_str() } else { "" };
                 Some(format!("{separator}{}", texts.join(&template.chunk_separator)))
             }
             Mode::Full => Some(chunks.texts.concat()),

@@ -55,6 +55,11 @@ impl Mode {
     pub(super) fn retrieves(self) -> bool {
         matches!(self, Mode::Hybrid | Mode::Rag | Mode::Rcc)
     }
+
+    /// The prompt holds the raw text of the chunks retrieval chose.
+    pub(super) fn retrieves_text(self) -> bool {
+        matches!(self, Mode::Hybrid | Mode::Rag)
+    }
 }
 
 /// How `rag` and `hybrid` choose the chunks whose raw text goes into the prompt.
