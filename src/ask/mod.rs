@@ -115,8 +115,10 @@ impl Engine {
             .as_mut()
             .map(|c| (std::mem::take(&mut c.selected), c.truncated, std::mem::take(&mut c.text)))
             .unwrap_or_default();
-        // Counted in the time to the first token: the question alone, prefilled for the yes/no prior.
-        let yes_no_prior = if options.calibrate_yes_no && mode != Mode::QuestionOnly && asks_yes_no(question) {
+        // Counted in the time to the first token: the question alone, prefilled for the yes/no prior
+        // (not for extractive decoding, whose first token the prior does not choose).
+        let calibrate = options.calibrate_yes_no && !options.extractive && mode != Mode::QuestionOnly;
+        let yes_no_prior = if calibrate && asks_yes_no(question) {
             Some(decoder.next_log_probs(&layout(template, None, question_ids.clone()).pieces())?)
         } else {
             None
@@ -293,8 +295,6 @@ impl Engine {
     }
 }
 
-/// True when the question offers alternatives ("Who is older, A or B?"): its answer is expected to
-/// repeat words of the question.
 /// A question that opens with an auxiliary verb and offers no choice ("Are A and B both ...?"): one
 /// answered yes or no. English only; other questions are never calibrated (`calibrate_yes_no`).
 fn asks_yes_no(question: &str) -> bool {
@@ -306,6 +306,8 @@ fn asks_yes_no(question: &str) -> bool {
     OPENERS.iter().any(|o| first.eq_ignore_ascii_case(o)) && !offers_choice(question)
 }
 
+/// True when the question offers alternatives ("Who is older, A or B?"): its answer is expected to
+/// repeat words of the question.
 fn offers_choice(question: &str) -> bool {
     question.split(|c: char| !c.is_alphanumeric()).any(|word| word.eq_ignore_ascii_case("or"))
 }

@@ -110,7 +110,8 @@ pub struct AskOptions {
     pub whole_spans: bool,
     /// Yes/no questions (an opening auxiliary verb, no "A or B" choice) in every mode that reads the
     /// document: an answer that would begin with "yes" or "no" takes the one the document raised more
-    /// over the question alone (see `GenerateOptions::yes_no_prior`; one more prefill of the question).
+    /// over the question alone (see `GenerateOptions::yes_no_prior`; one more prefill of the question;
+    /// not with extractive decoding, which chooses its first token by its own rule).
     /// Chosen on the tuning split (reports/answer_rules.md): the decoder answered "no" to 41 of 43
     /// yes/no questions; calibrated, rag answers 25 of them right instead of 18.
     pub calibrate_yes_no: bool,

@@ -33,9 +33,9 @@ pub struct GenerateOptions {
     /// [`SPAN_CONTINUATION`] probability ("The first is freedom of speech and expression" answered
     /// "freedom": end of turn first, " of" next). Not applied to extractive decoding.
     pub whole_spans: bool,
-    /// The prompt's document text, for `whole_numbers` and `whole_spans`: where the answer would end right after digits
-    /// that are not a whole number of this text but begin one or more of its numbers, the number goes
-    /// on with the likeliest digit that keeps it the beginning of one of them (a needle "902" answered
+    /// The prompt's document text, for `whole_spans` (see there) and `whole_numbers`: where the answer
+    /// would end right after digits that are not a whole number of this text but begin one or more of
+    /// its numbers, the number goes on with the likeliest digit that keeps it the beginning of one of them (a needle "902" answered
     /// "9": end of turn 0.95, "0" 0.03, under [`NUMBER_CONTINUATION`]). Digits that are a whole number
     /// of the text, or begin none of its numbers, follow the probability rule.
     pub prompt_text: Option<String>,

@@ -209,10 +209,7 @@ impl Decoder {
         let mut binding = self.binding(&session)?;
         let capacity = capacity_for(positions, self.spec.context_length);
         let mut cache = KvCache::new(&binding.allocator, self.cache_shape(), capacity, 0, |_| Ok(Vec::new()))?;
-        let mut logits = Vec::new();
-        for (i, rows) in embeds.chunks(PREFILL_SLICE * hidden).enumerate() {
-            logits = self.step(&mut session, &mut binding, rows, i * PREFILL_SLICE, &mut cache)?;
-        }
+        let (logits, _) = self.prefill(&mut session, &mut binding, &embeds, PREFILL_SLICE * hidden, 0, &mut cache)?;
         Ok(log_softmax(&logits))
     }
 
@@ -283,7 +280,6 @@ impl Decoder {
         let shape = self.cache_shape();
         // Every position this generation may write: the prompt and the longest answer.
         let needed = prompt_tokens + options.max_new_tokens;
-        let mut logits = Vec::new();
         // `position` counts the cache positions in use (RCC memory slots included).
         let (mut past, mut position) = match cached {
             Some(kv) => (self.reserve(&binding.allocator, kv, prefix, needed)?, prefix),
@@ -294,15 +290,11 @@ impl Decoder {
             }
         };
         if !prefix_cache_hit && key.is_some() {
-            for rows in embeds[..embedded_prefix * hidden].chunks(slice) {
-                logits = self.step(&mut session, &mut binding, rows, position, &mut past)?;
-                position += rows.len() / hidden;
-            }
+            let prefix_rows = &embeds[..embedded_prefix * hidden];
+            (_, position) = self.prefill(&mut session, &mut binding, prefix_rows, slice, position, &mut past)?;
         }
-        for rows in embeds[(position - memory_slots) * hidden..].chunks(slice) {
-            logits = self.step(&mut session, &mut binding, rows, position, &mut past)?;
-            position += rows.len() / hidden;
-        }
+        let rest = &embeds[(position - memory_slots) * hidden..];
+        let (logits, position) = self.prefill(&mut session, &mut binding, rest, slice, position, &mut past)?;
         let sources = Sources::of(options);
         // A retry decodes again from here: the prompt's positions of the cache are never overwritten.
         let prompt_end = Decoded { logits, position };
@@ -421,6 +413,25 @@ impl Decoder {
         Ok(Binding { io: session.create_binding().map_err(err)?, host: memory(AllocationDevice::CPU)?, allocator })
     }
 
+    /// Runs `embeds` (rows of hidden) at positions `position..` in slices of `slice` floats: the
+    /// last row's logits (empty when there are no rows) and the position after it.
+    fn prefill(
+        &self,
+        session: &mut Session,
+        binding: &mut Binding,
+        embeds: &[f32],
+        slice: usize,
+        mut position: usize,
+        cache: &mut KvCache,
+    ) -> Result<(Vec<f32>, usize)> {
+        let mut logits = Vec::new();
+        for rows in embeds.chunks(slice) {
+            logits = self.step(session, binding, rows, position, cache)?;
+            position += rows.len() / self.spec.hidden;
+        }
+        Ok((logits, position))
+    }
+
     /// Runs `embeds` (rows of hidden) at positions `past..` after the first `past` positions of
     /// `cache`, whose buffers take the new keys and values in place (the caller makes room: `reserve`);
     /// returns the logits of the last position.
@@ -500,9 +511,9 @@ fn yes_no_pairs(tokenizer: &Tokenizer) -> Vec<(u32, u32)> {
         _ => None,
     };
     let forms = [("yes", "no"), ("Yes", "No"), ("YES", "NO")];
-    [("", ""), (" ", " ")]
+    ["", " "]
         .iter()
-        .flat_map(|(space, _)| forms.iter().map(move |(yes, no)| (format!("{space}{yes}"), format!("{space}{no}"))))
+        .flat_map(|space| forms.iter().map(move |(yes, no)| (format!("{space}{yes}"), format!("{space}{no}"))))
         .filter_map(|(yes, no)| Some((single(&yes)?, single(&no)?)))
         .collect()
 }
