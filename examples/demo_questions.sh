@@ -7,8 +7,18 @@ bin=$1 db=$2 ext=${3:-}
 ask() { # doc mode question
     echo "== [$2] $1: $3"
     "$bin" ask --db "$db" --doc "$1" --mode "$2" --json "$3" |
-        python3 -c 'import json,sys; a=json.load(sys.stdin); print("   ->", a["answer"]); print("      (%d prompt tokens, first token %.0f ms, total %.0f ms)" % (a["prompt_tokens"], a["ttft_ms"], a["total_ms"]))'
+        python3 -c "$show"
 }
+# The answer, the sentence of the document that holds it (check an answer without one), and timings.
+show='
+import json, sys
+a = json.load(sys.stdin)
+print("   ->", a["answer"])
+e = a.get("evidence")
+print("      evidence (chunk %d): %s" % (e["chunk"], e["sentence"]) if e else "      no evidence: no sentence of the document holds these words")
+print("      (%d prompt tokens, first token %.0f ms, total %.0f ms)" % (a["prompt_tokens"], a["ttft_ms"], a["total_ms"]))
+'
+
 
 ask 1941-Roosevelt-1.txt rag "Which Congress is Roosevelt addressing?"
 ask 1941-Roosevelt-1.txt rag "What is the first of the four essential human freedoms?"

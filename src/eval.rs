@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
-use crate::ask::{Answer, AskOptions};
+use crate::ask::{Answer, AskOptions, Evidence};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::store::Reader;
@@ -31,6 +31,8 @@ pub struct Scored {
     pub prompt_tokens: usize,
     /// Chunks whose raw text was in the prompt (rag, hybrid).
     pub chunks: Vec<usize>,
+    /// The sentence of the document that holds the prediction, if any (see `Answer::evidence`).
+    pub evidence: Option<Evidence>,
     pub ttft_ms: f64,
     pub total_ms: f64,
     pub error: Option<String>,
@@ -45,6 +47,12 @@ pub struct EvalSummary {
     pub f1: f64,
     pub contained: f64,
     pub mean_prompt_tokens: f64,
+    /// Share of the answers that have evidence (a sentence of the document holding them).
+    pub with_evidence: f64,
+    /// Mean F1 of the answers with evidence, and of those without (0 where there are none): how much
+    /// more an answer with evidence can be trusted.
+    pub f1_with_evidence: f64,
+    pub f1_without_evidence: f64,
     pub ttft_ms_p50: f64,
     pub ttft_ms_p90: f64,
     pub total_ms_p50: f64,
@@ -148,6 +156,7 @@ pub fn run(
                     contained,
                     prompt_tokens: answer.prompt_tokens,
                     chunks: answer.chunks,
+                    evidence: answer.evidence,
                     ttft_ms: answer.ttft_ms,
                     total_ms: answer.total_ms,
                     error: None,
@@ -164,6 +173,7 @@ pub fn run(
                 contained: 0.0,
                 prompt_tokens: 0,
                 chunks: Vec::new(),
+                evidence: None,
                 ttft_ms: 0.0,
                 total_ms: 0.0,
                 error: Some(e.to_string()),
@@ -195,11 +205,23 @@ pub fn summarize(mode: &str, results: &[Scored]) -> EvalSummary {
         f1: results.iter().map(|r| r.f1).sum::<f64>() / n,
         contained: results.iter().map(|r| r.contained).sum::<f64>() / n,
         mean_prompt_tokens: ok.iter().map(|r| r.prompt_tokens as f64).sum::<f64>() / ok.len().max(1) as f64,
+        with_evidence: results.iter().filter(|r| r.evidence.is_some()).count() as f64 / n,
+        f1_with_evidence: mean_f1(results.iter().filter(|r| r.evidence.is_some())),
+        f1_without_evidence: mean_f1(results.iter().filter(|r| r.evidence.is_none())),
         ttft_ms_p50: percentile(&ttft, 0.5),
         ttft_ms_p90: percentile(&ttft, 0.9),
         total_ms_p50: percentile(&total, 0.5),
         total_ms_p90: percentile(&total, 0.9),
         total_ms_p99: percentile(&total, 0.99),
+    }
+}
+
+fn mean_f1<'a>(results: impl Iterator<Item = &'a Scored>) -> f64 {
+    let (sum, count) = results.fold((0.0, 0), |(sum, count), r| (sum + r.f1, count + 1));
+    if count == 0 {
+        0.0
+    } else {
+        sum / count as f64
     }
 }
 
@@ -232,6 +254,34 @@ mod tests {
         assert!((token_f1("Paris France", "Paris") - 2.0 / 3.0).abs() < 1e-9);
         assert_eq!(token_f1("London", "Paris"), 0.0);
         assert_eq!(score("in 1990", &["1990".into(), "nineteen ninety".into()]), (0.0, 2.0 / 3.0, 1.0));
+    }
+
+    fn scored(f1: f64, evidence: bool) -> Scored {
+        Scored {
+            id: None,
+            doc_id: "d".into(),
+            question: "q".into(),
+            answers: vec!["a".into()],
+            prediction: "p".into(),
+            exact_match: 0.0,
+            f1,
+            contained: 0.0,
+            prompt_tokens: 10,
+            chunks: Vec::new(),
+            evidence: evidence.then(|| Evidence { chunk: 0, read: true, sentence: "s".into() }),
+            ttft_ms: 1.0,
+            total_ms: 2.0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_summary_splits_f1_by_evidence() {
+        let summary =
+            summarize("rag", &[scored(1.0, true), scored(0.5, true), scored(0.25, false), scored(0.0, false)]);
+        assert_eq!((summary.with_evidence, summary.f1_with_evidence, summary.f1_without_evidence), (0.5, 0.75, 0.125));
+        let none = summarize("rag", &[scored(0.5, false)]);
+        assert_eq!((none.with_evidence, none.f1_with_evidence, none.f1_without_evidence), (0.0, 0.0, 0.5));
     }
 
     #[test]

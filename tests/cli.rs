@@ -67,6 +67,23 @@ fn compress_the_corpus_then_answer_from_it() {
     assert_eq!(answer["mode"], "rag");
     assert!(answer["ttft_ms"].as_f64().unwrap() <= answer["total_ms"].as_f64().unwrap());
 
+    // With --evidence, a second line: the sentence that holds the answer's words, or that none does.
+    let args = ["ask", "--db", path(&db), "--doc", "1941-Roosevelt-1.txt", "--mode", "rag", "--evidence"];
+    let plain = stdout(&e2llm(&[&args[..], &["What is the first of the four essential human freedoms?"]].concat()));
+    let lines: Vec<&str> = plain.lines().collect();
+    assert_eq!(lines.len(), 2, "{plain}");
+    let words = |s: &str| {
+        let lower = s.to_lowercase();
+        format!(
+            " {} ",
+            lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
+        )
+    };
+    match lines[1].strip_prefix("  evidence (chunk ") {
+        Some(rest) => assert!(words(rest).contains(&words(lines[0])), "{plain}"),
+        None => assert!(lines[1].starts_with("  no evidence"), "{plain}"),
+    }
+
     // Full mode reads the (cut) document; question-only reads none.
     let ask = |mode: &str| {
         let args = ["ask", "--db", path(&db), "--doc", "1790-Washington-1.txt", "--mode", mode, "--json"];
@@ -75,6 +92,7 @@ fn compress_the_corpus_then_answer_from_it() {
     let (full, bare) = (ask("full"), ask("question-only"));
     assert!(full["prompt_tokens"].as_u64().unwrap() > 1000);
     assert!(bare["prompt_tokens"].as_u64().unwrap() < 100);
+    assert!(bare["evidence"].is_null(), "question-only reads no document: {bare}");
 
     // Unknown documents are named, with the way to list the real ones.
     let unknown = e2llm(&["ask", "--db", path(&db), "--doc", "no-such-doc", "Anything?"]);

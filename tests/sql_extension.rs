@@ -86,6 +86,7 @@ shared = other.execute("SELECT e2llm_version()").fetchone()[0]
 second = json.loads(other.execute(q).fetchone()[0]); t2 = time.perf_counter()
 print(json.dumps({"first_ms": (t1 - t0) * 1e3, "second_ms": (t2 - t1) * 1e3,
                   "first": first["answer"], "second": second["answer"], "shared": shared,
+                  "evidence": first["evidence"],
                   "first_load_ms": first["load_ms"], "second_load_ms": second["load_ms"],
                   "version": db.execute("SELECT e2llm_version()").fetchone()[0]}))
 "#;
@@ -99,6 +100,9 @@ print(json.dumps({"first_ms": (t1 - t0) * 1e3, "second_ms": (t2 - t1) * 1e3,
     eprintln!("first call {:.0} ms, second call (other connection) {:.0} ms", report["first_ms"], report["second_ms"]);
     assert!(report["first"].as_str().unwrap().contains("1887"), "{report}");
     assert_eq!(report["first"], report["second"]);
+    // The answer comes with the sentence of the document that holds it, in the chunk retrieval read.
+    assert_eq!(report["evidence"]["read"], true, "{report}");
+    assert!(report["evidence"]["sentence"].as_str().unwrap().contains("opened in 1887"), "{report}");
     // The second connection finds the models the first one loaded, and pays no loading.
     assert!(report["shared"].as_str().unwrap().contains("loaded: encoder,decoder"), "{report}");
     assert!(report["first_load_ms"].as_f64().unwrap() > 0.0);

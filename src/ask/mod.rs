@@ -10,9 +10,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+mod evidence;
 mod options;
 mod prompt;
 
+pub use evidence::Evidence;
 pub use options::{
     AskOptions, Mode, Retrieval, DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_SOFT_TOKENS, DEFAULT_MEMORY_CHUNKS,
     DEFAULT_RETRIEVAL, DEFAULT_TOP_K, MAX_NEW_TOKENS_LIMIT,
@@ -40,6 +42,10 @@ pub const QUESTION_RESERVE: usize = 128;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Answer {
     pub answer: String,
+    /// The sentence of the document that holds the answer's words (chunks the prompt read first), for
+    /// the user to check it against; absent when the answer quotes nothing of the document (a yes/no,
+    /// a name the decoder made up, a paraphrase). Not for question-only, which reads no document.
+    pub evidence: Option<Evidence>,
     pub mode: Mode,
     pub doc_id: String,
     /// Decoder input positions (text tokens + soft tokens).
@@ -115,6 +121,10 @@ impl Engine {
             .as_mut()
             .map(|c| (std::mem::take(&mut c.selected), c.truncated, std::mem::take(&mut c.text)))
             .unwrap_or_default();
+        let (texts, read) = context
+            .as_mut()
+            .map(|c| (std::mem::take(&mut c.chunk_texts), std::mem::take(&mut c.read)))
+            .unwrap_or_default();
         // Counted in the time to the first token: the question alone, prefilled for the yes/no prior
         // (not for extractive decoding, whose first token the prior does not choose).
         let calibrate = options.calibrate_yes_no && !options.extractive && mode != Mode::QuestionOnly;
@@ -142,6 +152,7 @@ impl Engine {
             decoder.generate(&prompt.pieces(), &generate)?
         };
         Ok(Answer {
+            evidence: evidence::find(&generation.text, &texts, &read),
             answer: generation.text,
             mode,
             doc_id: doc_id.to_string(),
@@ -203,6 +214,8 @@ impl Engine {
         }
         if options.mode == Mode::Rcc {
             context.memory = Some(self.memory(document, &chunks, question, options, store, budget, &mut context)?);
+            context.read = context.selected.clone();
+            context.chunk_texts = chunks.texts;
             return Ok(context);
         }
         let text = match options.mode {
@@ -217,6 +230,19 @@ impl Engine {
         if let Some(text) = text {
             let (ids, cut) = fit(decoder.tokenize(&text)?, budget);
             context.truncated |= cut;
+            context.read = match options.mode {
+                // The chunks that fit in the window whole.
+                Mode::Full if cut => {
+                    let kept = decoder.detokenize(&ids)?.len();
+                    let ends = chunks.texts.iter().scan(0, |end, t| {
+                        *end += t.len();
+                        Some(*end)
+                    });
+                    ends.take_while(|&end| end <= kept).enumerate().map(|(i, _)| i).collect()
+                }
+                Mode::Full => (0..chunks.texts.len()).collect(),
+                _ => context.selected.clone(),
+            };
             if options.extractive || options.whole_numbers || options.whole_spans {
                 context.text = decoder.detokenize(&ids)?;
             }
@@ -226,6 +252,7 @@ impl Engine {
                 _ => context.per_question.push(Piece::Tokens(ids)),
             }
         }
+        context.chunk_texts = chunks.texts;
         Ok(context)
     }
 

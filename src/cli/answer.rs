@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use e2llm::ask::AskOptions;
+use e2llm::ask::{AskOptions, Evidence};
 use e2llm::eval::{self, EvalSummary};
 use e2llm::store::Store;
 use e2llm::Result;
@@ -30,6 +30,10 @@ pub struct AskArgs {
     /// With --json: add the prompt as the decoder read it ("prompt": token ids, soft-token counts).
     #[arg(long)]
     show_prompt: bool,
+    /// Under each answer, the sentence of the document that holds it (or a line saying none does:
+    /// check such an answer). --json always carries it ("evidence").
+    #[arg(long)]
+    evidence: bool,
     /// One or more questions, answered in turn in this process (later ones reuse the
     /// document's prefilled prefix in compressed, hybrid and full modes).
     #[arg(required = true)]
@@ -49,9 +53,21 @@ pub fn ask(args: AskArgs) -> Result<ExitCode> {
             print_json(&answer);
         } else {
             println!("{}", answer.answer);
+            if args.evidence {
+                println!("  {}", describe_evidence(answer.evidence.as_ref()));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line on where the answer stands in the document.
+fn describe_evidence(evidence: Option<&Evidence>) -> String {
+    match evidence {
+        Some(e) if e.read => format!("evidence (chunk {}): {}", e.chunk, e.sentence),
+        Some(e) => format!("evidence (chunk {}, not in the prompt): {}", e.chunk, e.sentence),
+        None => "no evidence: no sentence of the document holds the answer's words".to_string(),
+    }
 }
 
 #[derive(Args)]
@@ -111,14 +127,18 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
 
 fn summary_line(s: &EvalSummary) -> String {
     format!(
-        "mode {}: {} questions ({} errors): exact match {:.3}, F1 {:.3}, answer contained {:.3}; prompt tokens {:.0} \
-         mean; ttft p50 {:.0} ms p90 {:.0} ms; total p50 {:.0} ms p90 {:.0} ms p99 {:.0} ms",
+        "mode {}: {} questions ({} errors): exact match {:.3}, F1 {:.3}, answer contained {:.3}; with evidence {:.3} \
+         (F1 {:.3}; without {:.3}); prompt tokens {:.0} mean; ttft p50 {:.0} ms p90 {:.0} ms; total p50 {:.0} ms p90 \
+         {:.0} ms p99 {:.0} ms",
         s.mode,
         s.questions,
         s.errors,
         s.exact_match,
         s.f1,
         s.contained,
+        s.with_evidence,
+        s.f1_with_evidence,
+        s.f1_without_evidence,
         s.mean_prompt_tokens,
         s.ttft_ms_p50,
         s.ttft_ms_p90,
@@ -142,11 +162,25 @@ mod tests {
             f1: 0.25,
             contained: 0.3,
             mean_prompt_tokens: 600.4,
+            with_evidence: 0.6,
+            f1_with_evidence: 0.4,
+            f1_without_evidence: 0.025,
             ttft_ms_p50: 700.0,
             ..EvalSummary::default()
         };
         let line = summary_line(&summary);
         assert!(line.starts_with("mode hybrid: 10 questions (1 errors): exact match 0.100, F1 0.250"), "{line}");
-        assert!(line.contains("answer contained 0.300; prompt tokens 600 mean; ttft p50 700 ms"), "{line}");
+        assert!(line.contains("answer contained 0.300; with evidence 0.600 (F1 0.400; without 0.025)"), "{line}");
+        assert!(line.contains("prompt tokens 600 mean; ttft p50 700 ms"), "{line}");
+    }
+
+    #[test]
+    fn evidence_is_described_with_its_chunk_or_its_absence() {
+        let sentence = "It was built by Thomas Telford.".to_string();
+        let read = Evidence { chunk: 3, read: true, sentence: sentence.clone() };
+        assert_eq!(describe_evidence(Some(&read)), "evidence (chunk 3): It was built by Thomas Telford.");
+        let unread = Evidence { read: false, ..read };
+        assert_eq!(describe_evidence(Some(&unread)), format!("evidence (chunk 3, not in the prompt): {sentence}"));
+        assert!(describe_evidence(None).starts_with("no evidence"));
     }
 }

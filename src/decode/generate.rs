@@ -187,7 +187,7 @@ pub(super) fn answer_text(text: &str, options: &GenerateOptions) -> String {
 
 /// The text's words: lower case, runs of letters and digits, each with one space before and after
 /// (so that containment is of whole words).
-pub(super) fn words(text: &str) -> String {
+pub(crate) fn words(text: &str) -> String {
     let mut out = String::from(" ");
     for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         out.push_str(&word.to_lowercase());

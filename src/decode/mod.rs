@@ -24,10 +24,11 @@ mod generate;
 mod kv;
 
 pub use cache::DEFAULT_PREFIX_CACHE_MB;
+pub(crate) use generate::words;
 pub use generate::{GenerateOptions, Generation, NUMBER_CONTINUATION};
 
 use cache::{prefix_cache_limit, PrefixCache};
-use generate::{answer_text, ends, next_token, repeats, words, End, Sources, Vocabulary, REPEAT_RETRIES};
+use generate::{answer_text, ends, next_token, repeats, End, Sources, Vocabulary, REPEAT_RETRIES};
 use kv::{capacity_for, CacheShape, KvCache};
 
 /// Longest slice of prompt positions run in one prefill step: bounds the attention scores'
