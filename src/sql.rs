@@ -108,9 +108,10 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             "whole_spans" => options.whole_spans = flag(value)?,
             "calibrate_yes_no" => options.calibrate_yes_no = flag(value)?,
             "avoid_repeating" => options.avoid_repeating = flag(value)?,
+            "extractive_fallback" => options.extractive_fallback = flag(value)?,
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, memory_chunks, prefix_cache, multiline, extractive, whole_numbers, whole_spans, calibrate_yes_no, avoid_repeating)"
+                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, memory_chunks, prefix_cache, multiline, extractive, whole_numbers, whole_spans, calibrate_yes_no, avoid_repeating, extractive_fallback)"
                 )))
             }
         }
@@ -244,6 +245,8 @@ mod tests {
         assert_eq!(parse_options(None).unwrap().avoid_repeating, default_repeating);
         let flipped = format!(r#"{{"avoid_repeating":{}}}"#, !default_repeating);
         assert_eq!(parse_options(Some(&flipped)).unwrap().avoid_repeating, !default_repeating);
+        assert!(parse_options(None).unwrap().extractive_fallback, "unquoted answers are decoded again by default");
+        assert!(!parse_options(Some(r#"{"extractive_fallback":false}"#)).unwrap().extractive_fallback);
         let rcc = parse_options(Some(r#"{"mode":"rcc","memory_chunks":6}"#)).unwrap();
         assert_eq!((rcc.mode, rcc.memory_chunks), (Mode::Rcc, 6));
         for bad in [
@@ -251,6 +254,7 @@ mod tests {
             r#"{"extractive":true,"mode":"compressed"}"#,
             r#"{"prefix_cache":1}"#,
             r#"{"calibrate_yes_no":"no"}"#,
+            r#"{"extractive_fallback":null}"#,
             "{",
             "[]",
             r#"{"mode":"telepathy"}"#,

@@ -135,6 +135,53 @@ fn whole_numbers_only_extend_an_answer_that_ends_after_a_digit() {
 }
 
 #[test]
+fn the_extractive_fallback_only_replaces_answers_that_quote_nothing() {
+    // Whatever the weights: with `extractive_fallback` the answer is the plain one when the plain one
+    // quotes the document (or is yes/no), else the plain one or whole words of the document. The
+    // questions ask what the document does not say, so some plain answers are made up: at least one
+    // must be replaced (else the rule was never exercised).
+    let decoder = common::engine().decoder().unwrap();
+    let words = |s: &str| {
+        let lower = s.to_lowercase();
+        format!(
+            " {} ",
+            lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
+        )
+    };
+    let mut replaced = 0;
+    for (city, question) in [
+        ("Nagasaki", "Who built the harbour lighthouse?"),
+        ("Mombasa", "Which company painted the lighthouse?"),
+        ("Trondheim", "Who was the first keeper of the lighthouse?"),
+        ("Cusco", "What is the name of the architect of the lighthouse?"),
+    ] {
+        let document = format!("The harbour lighthouse of {city} is painted ochre and stands on the north pier.");
+        let prompt = format!(
+            "<|im_start|>system\nAnswer the question using the document. Reply with a short answer.<|im_end|>\n\
+             <|im_start|>user\nDocument:\n{document}\n\nQuestion: {question}<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let pieces = [Piece::Text(prompt)];
+        let base =
+            GenerateOptions { stop_at_newline: true, prompt_text: Some(document.clone()), ..GenerateOptions::new(12) };
+        let plain = decoder.generate(&pieces, &base).unwrap();
+        let fallback = decoder.generate(&pieces, &GenerateOptions { extractive_fallback: true, ..base }).unwrap();
+        let quotes = words(&document).contains(&words(&plain.text));
+        if quotes || matches!(words(&plain.text).trim(), "yes" | "no") {
+            assert_eq!(fallback.text, plain.text, "{city}: a quoting answer was replaced");
+        } else if fallback.text != plain.text {
+            assert!(
+                words(&document).contains(&words(&fallback.text)),
+                "{city}: {:?} is not whole words of the document",
+                fallback.text
+            );
+            replaced += 1;
+        }
+        println!("{city}: plain {:?}, with the fallback {:?}", plain.text, fallback.text);
+    }
+    assert!(replaced > 0, "no answer was replaced: the rule was never exercised");
+}
+
+#[test]
 fn next_log_probs_are_the_first_step_of_greedy_generation() {
     let decoder = common::engine().decoder().unwrap();
     let prompt = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";

@@ -141,11 +141,12 @@ impl Engine {
         generate.whole_numbers = options.whole_numbers;
         generate.whole_spans = options.whole_spans;
         generate.yes_no_prior = yes_no_prior;
-        let needs_text = options.whole_numbers || options.whole_spans;
+        let needs_text = options.whole_numbers || options.whole_spans || options.extractive_fallback;
         generate.prompt_text = (needs_text && !text.is_empty()).then(|| text.clone());
         generate.copy_from = options.extractive.then_some(text);
         let avoid = options.avoid_repeating && mode.reads_text() && !offers_choice(question);
         generate.avoid_repeating = avoid.then(|| question.to_string());
+        generate.extractive_fallback = options.extractive_fallback;
         let generation = if options.prefix_cache {
             decoder.generate_with_prefix(&prompt.shared, &prompt.per_question, &generate)?
         } else {
@@ -243,7 +244,7 @@ impl Engine {
                 Mode::Full => (0..chunks.texts.len()).collect(),
                 _ => context.selected.clone(),
             };
-            if options.extractive || options.whole_numbers || options.whole_spans {
+            if options.extractive || options.whole_numbers || options.whole_spans || options.extractive_fallback {
                 context.text = decoder.detokenize(&ids)?;
             }
             // Retrieved text depends on the question; the full document does not.

@@ -28,7 +28,7 @@ pub(crate) use generate::words;
 pub use generate::{GenerateOptions, Generation, NUMBER_CONTINUATION};
 
 use cache::{prefix_cache_limit, PrefixCache};
-use generate::{answer_text, ends, next_token, repeats, End, Sources, Vocabulary, REPEAT_RETRIES};
+use generate::{answer_text, ends, next_token, normalise, repeats, unquoted, End, Sources, Vocabulary, REPEAT_RETRIES};
 use kv::{capacity_for, CacheShape, KvCache};
 
 /// Longest slice of prompt positions run in one prefill step: bounds the attention scores'
@@ -299,10 +299,12 @@ impl Decoder {
         let sources = Sources::of(options);
         // A retry decodes again from here: the prompt's positions of the cache are never overwritten.
         let prompt_end = Decoded { logits, position };
-        let retry_from = options.avoid_repeating.is_some().then(|| prompt_end.clone());
+        let fallback_text =
+            options.prompt_text.as_deref().filter(|_| options.extractive_fallback && sources.copy.is_none());
+        let retry_from = (options.avoid_repeating.is_some() || fallback_text.is_some()).then(|| prompt_end.clone());
         let (mut token_ids, time_to_first_token) =
             self.decode(&mut session, &mut binding, &mut past, prompt_end, &sources, options, &[], started)?;
-        if let (Some(avoided), Some(prompt_end)) = (options.avoid_repeating.as_deref().map(words), retry_from) {
+        if let (Some(avoided), Some(prompt_end)) = (options.avoid_repeating.as_deref().map(words), &retry_from) {
             // An answer that only repeats the question: decode again from the prompt's end with its
             // first token banned (each retry bans one more); the first answer stands if all repeat.
             let repeated =
@@ -324,6 +326,23 @@ impl Decoder {
                 )?;
                 if !repeated(&answer)? {
                     token_ids = answer.clone();
+                }
+            }
+        }
+        if let (Some(text), Some(prompt_end)) = (fallback_text, retry_from) {
+            // An answer that quotes nothing of the prompt's text: a span copied from it instead.
+            let text_words = words(text);
+            if unquoted(&answer_text(&self.detokenize(&token_ids)?, options), &text_words) {
+                let copying = Sources { copy: Some(normalise(text)), spans: None };
+                let (copied, _) =
+                    self.decode(&mut session, &mut binding, &mut past, prompt_end, &copying, options, &[], started)?;
+                // Kept only as whole words of the text: a copy cut inside a word ("Ci" of "Cities") is not.
+                let quoted = |ids: &[u32]| -> Result<bool> {
+                    let copied = answer_text(&self.detokenize(ids)?, options);
+                    Ok(!copied.trim().is_empty() && !unquoted(&copied, &text_words))
+                };
+                if quoted(&copied)? {
+                    token_ids = copied;
                 }
             }
         }
