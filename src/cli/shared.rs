@@ -87,10 +87,10 @@ pub struct AnswerArgs {
     /// it again, except for "A or B?" questions).
     #[arg(long)]
     pub allow_repeating: bool,
-    /// Keep an answer whose words are not in the prompt's text (by default rag, hybrid and full decode
-    /// it again as a span copied from that text, kept when it is whole words of it).
+    /// Decode an answer whose words are not in the prompt's text (rag, hybrid, full) again, as a span
+    /// copied from that text, kept when it is whole words of it (such an answer then has evidence).
     #[arg(long)]
-    pub keep_unquoted: bool,
+    pub extractive_fallback: bool,
 }
 
 impl AnswerArgs {
@@ -108,7 +108,7 @@ impl AnswerArgs {
             whole_spans: !self.cut_spans,
             calibrate_yes_no: !self.raw_yes_no,
             avoid_repeating: !self.allow_repeating,
-            extractive_fallback: !self.keep_unquoted,
+            extractive_fallback: self.extractive_fallback,
             ..AskOptions::default()
         }
     }
