@@ -28,7 +28,7 @@ use crate::lexical;
 use crate::rcc::{Memory, MemoryShape};
 use crate::store::{DocumentRow, Reader, StoredChunks};
 use crate::vector;
-use prompt::{cut_at_char_boundary, describe, fit, layout, Context};
+use prompt::{chunks_within, cut_at_char_boundary, describe, fit, layout, Context};
 
 /// Questions are cut to this many decoder tokens, so a huge question cannot take the window.
 pub const MAX_QUESTION_TOKENS: usize = 512;
@@ -231,21 +231,17 @@ impl Engine {
         if let Some(text) = text {
             let (ids, cut) = fit(decoder.tokenize(&text)?, budget);
             context.truncated |= cut;
+            let wants_text =
+                options.extractive || options.whole_numbers || options.whole_spans || options.extractive_fallback;
+            let cut_full = options.mode == Mode::Full && cut;
+            let decoded = if wants_text || cut_full { decoder.detokenize(&ids)? } else { String::new() };
             context.read = match options.mode {
-                // The chunks that fit in the window whole.
-                Mode::Full if cut => {
-                    let kept = decoder.detokenize(&ids)?.len();
-                    let ends = chunks.texts.iter().scan(0, |end, t| {
-                        *end += t.len();
-                        Some(*end)
-                    });
-                    ends.take_while(|&end| end <= kept).enumerate().map(|(i, _)| i).collect()
-                }
+                Mode::Full if cut => chunks_within(&chunks.texts, decoded.len()),
                 Mode::Full => (0..chunks.texts.len()).collect(),
                 _ => context.selected.clone(),
             };
-            if options.extractive || options.whole_numbers || options.whole_spans || options.extractive_fallback {
-                context.text = decoder.detokenize(&ids)?;
+            if wants_text {
+                context.text = decoded;
             }
             // Retrieved text depends on the question; the full document does not.
             match options.mode {

@@ -110,6 +110,16 @@ pub(super) fn cut_at_char_boundary(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// The chunks that lie whole within the first `kept` bytes of their concatenation (a document cut to
+/// the window).
+pub(super) fn chunks_within(texts: &[String], kept: usize) -> Vec<usize> {
+    let ends = texts.iter().scan(0, |end, text| {
+        *end += text.len();
+        Some(*end)
+    });
+    ends.take_while(|&end| end <= kept).enumerate().map(|(i, _)| i).collect()
+}
+
 /// The first `budget` ids, and whether any were cut off.
 pub(super) fn fit(mut ids: Vec<u32>, budget: usize) -> (Vec<u32>, bool) {
     let cut = ids.len() > budget;
@@ -129,6 +139,17 @@ mod tests {
         assert_eq!(cut_at_char_boundary("short", 16), "short");
         assert_eq!(cut_at_char_boundary("ééé", 3), "é");
         assert_eq!(cut_at_char_boundary("abc", 0), "");
+    }
+
+    #[test]
+    fn the_chunks_within_a_cut_are_those_that_end_before_it() {
+        let texts: Vec<String> = ["abc", "de", "fghi"].iter().map(|t| t.to_string()).collect();
+        assert_eq!(chunks_within(&texts, 9), [0, 1, 2]);
+        assert_eq!(chunks_within(&texts, 8), [0, 1]);
+        assert_eq!(chunks_within(&texts, 5), [0, 1]);
+        assert_eq!(chunks_within(&texts, 4), [0]);
+        assert!(chunks_within(&texts, 2).is_empty());
+        assert!(chunks_within(&[], 10).is_empty());
     }
 
     #[test]

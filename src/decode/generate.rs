@@ -47,8 +47,8 @@ pub struct GenerateOptions {
     pub avoid_repeating: Option<String>,
     /// An answer whose words are not in `prompt_text` (whole words, in order; a bare "yes" or "no"
     /// excepted) is decoded again extractively, as a span copied from that text, and the span replaces
-    /// it when it is whole words of the text (not "Ci" cut from "Cities"). Such answers are mostly wrong (held-out rag: F1 0.10 against 0.35 for answers
-    /// the document holds), so copying risks little.
+    /// it when it is whole words of the text (not "Ci" cut from "Cities"). Such answers are mostly
+    /// wrong (held-out rag: F1 0.10 against 0.35 for answers the document holds).
     pub extractive_fallback: bool,
     /// Log-probabilities of the first answer token given the question alone (no document): where the
     /// answer would begin with "yes" or "no", the two are compared by how much the prompt raised each
