@@ -15,7 +15,8 @@ import json, sys
 a = json.load(sys.stdin)
 print("   ->", a["answer"])
 e = a.get("evidence")
-print("      evidence (chunk %d): %s" % (e["chunk"], e["sentence"]) if e else "      no evidence: no sentence of the document holds these words")
+where = "" if e and e["read"] else ", not in the prompt"
+print("      evidence (chunk %d%s): %s" % (e["chunk"], where, e["sentence"]) if e else "      no evidence: no sentence of the document holds these words")
 print("      (%d prompt tokens, first token %.0f ms, total %.0f ms)" % (a["prompt_tokens"], a["ttft_ms"], a["total_ms"]))
 '
 
