@@ -206,7 +206,8 @@ niah: setup venv-data
 	$(PY) bench/niah.py --lengths 2000 8000 32000 128000
 
 # Answer quality per mode vs document length (held-out HotpotQA, 2K-128K) -> reports/eval.md, eval.png;
-# then the NIAH grid per mode. About an hour on 2 cores.
+# then the NIAH grid per mode. About an hour for eval.py on 2 cores, and as long again for the NIAH grid
+# (its `compress --rcc` of 1.5M tokens runs ~6 chunks/s).
 eval: setup venv-data
 	$(PY) bench/eval.py
 	$(MAKE) niah
