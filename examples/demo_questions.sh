@@ -40,7 +40,7 @@ SELECT e2llm_version();
 SELECT doc_id, e2llm_ask(doc_id, 'Who is being addressed?', '{"mode":"rag","max_new_tokens":16}')
 FROM documents WHERE doc_id IN ('1941-Roosevelt-1.txt', '2002-Bush-1.txt');
 -- The answer with its evidence: the sentence of the document that holds it (NULL where none does).
-SELECT doc_id, a ->> '$.answer', coalesce(a ->> '$.evidence.sentence', '(no evidence)')
+SELECT doc_id, json_extract(a, '$.answer'), coalesce(json_extract(a, '$.evidence.sentence'), '(no evidence)')
 FROM (SELECT doc_id, e2llm_ask_json(doc_id, 'What is the first of the four essential human freedoms?') AS a
       FROM documents WHERE doc_id = '1941-Roosevelt-1.txt');
 SQL
