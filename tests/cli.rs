@@ -6,6 +6,8 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use e2llm::decode::words;
+
 fn e2llm(args: &[&str]) -> Output {
     Command::new(common::bin()).args(args).env("E2LLM_MODELS", common::models_dir()).output().expect("e2llm runs")
 }
@@ -72,13 +74,6 @@ fn compress_the_corpus_then_answer_from_it() {
     let plain = stdout(&e2llm(&[&args[..], &["What is the first of the four essential human freedoms?"]].concat()));
     let lines: Vec<&str> = plain.lines().collect();
     assert_eq!(lines.len(), 2, "{plain}");
-    let words = |s: &str| {
-        let lower = s.to_lowercase();
-        format!(
-            " {} ",
-            lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
-        )
-    };
     match lines[1].strip_prefix("  evidence (chunk ") {
         Some(rest) => assert!(words(rest).contains(&words(lines[0])), "{plain}"),
         None => assert!(lines[1].starts_with("  no evidence"), "{plain}"),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use e2llm::decode::{GenerateOptions, Piece};
+use e2llm::decode::{words, yes_or_no, GenerateOptions, Piece};
 
 #[test]
 fn greedy_generation_matches_golden() {
@@ -103,6 +103,14 @@ fn extractive_answers_are_spans_of_the_source() {
     assert!(normalised(source).contains(&normalised(&answer.text)), "{:?} is not a span of the source", answer.text);
 }
 
+/// The chat prompt of a short answer about `document`, as the tests below send it.
+fn short_answer_prompt(document: &str, question: &str) -> String {
+    format!(
+        "<|im_start|>system\nAnswer the question using the document. Reply with a short answer.<|im_end|>\n\
+         <|im_start|>user\nDocument:\n{document}\n\nQuestion: {question}<|im_end|>\n<|im_start|>assistant\n"
+    )
+}
+
 #[test]
 fn whole_numbers_only_extend_an_answer_that_ends_after_a_digit() {
     // Whatever the weights: with `whole_numbers` the answer is the plain one, or the plain one that
@@ -111,12 +119,9 @@ fn whole_numbers_only_extend_an_answer_that_ends_after_a_digit() {
     let decoder = common::engine().decoder().unwrap();
     let mut extended = 0;
     for (city, steps) in [("Nagasaki", 902), ("Mombasa", 243), ("Trondheim", 583), ("Cusco", 423), ("Hobart", 697)] {
-        let prompt = format!(
-            "<|im_start|>system\nAnswer the question using the document. Reply with a short answer.<|im_end|>\n\
-             <|im_start|>user\nDocument:\nThe harbour lighthouse of {city} is painted ochre and has {steps} steps.\n\n\
-             Question: How many steps does the harbour lighthouse of {city} have?<|im_end|>\n<|im_start|>assistant\n"
-        );
-        let pieces = [Piece::Text(prompt)];
+        let document = format!("The harbour lighthouse of {city} is painted ochre and has {steps} steps.");
+        let question = format!("How many steps does the harbour lighthouse of {city} have?");
+        let pieces = [Piece::Text(short_answer_prompt(&document, &question))];
         let base = GenerateOptions { stop_at_newline: true, ..GenerateOptions::new(12) };
         let cut = decoder.generate(&pieces, &base).unwrap();
         let whole = decoder.generate(&pieces, &GenerateOptions { whole_numbers: true, ..base }).unwrap();
@@ -141,13 +146,6 @@ fn the_extractive_fallback_only_replaces_answers_that_quote_nothing() {
     // questions ask what the document does not say, so some plain answers are made up: at least one
     // must be replaced (else the rule was never exercised).
     let decoder = common::engine().decoder().unwrap();
-    let words = |s: &str| {
-        let lower = s.to_lowercase();
-        format!(
-            " {} ",
-            lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
-        )
-    };
     let mut replaced = 0;
     for (city, question) in [
         ("Nagasaki", "Who built the harbour lighthouse?"),
@@ -156,17 +154,13 @@ fn the_extractive_fallback_only_replaces_answers_that_quote_nothing() {
         ("Cusco", "What is the name of the architect of the lighthouse?"),
     ] {
         let document = format!("The harbour lighthouse of {city} is painted ochre and stands on the north pier.");
-        let prompt = format!(
-            "<|im_start|>system\nAnswer the question using the document. Reply with a short answer.<|im_end|>\n\
-             <|im_start|>user\nDocument:\n{document}\n\nQuestion: {question}<|im_end|>\n<|im_start|>assistant\n"
-        );
-        let pieces = [Piece::Text(prompt)];
+        let pieces = [Piece::Text(short_answer_prompt(&document, question))];
         let base =
             GenerateOptions { stop_at_newline: true, prompt_text: Some(document.clone()), ..GenerateOptions::new(12) };
         let plain = decoder.generate(&pieces, &base).unwrap();
         let fallback = decoder.generate(&pieces, &GenerateOptions { extractive_fallback: true, ..base }).unwrap();
         let quotes = words(&document).contains(&words(&plain.text));
-        if quotes || matches!(words(&plain.text).trim(), "yes" | "no") {
+        if quotes || yes_or_no(&plain.text) {
             assert_eq!(fallback.text, plain.text, "{city}: a quoting answer was replaced");
         } else if fallback.text != plain.text {
             assert!(

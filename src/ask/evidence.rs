@@ -1,7 +1,7 @@
 //! Where an answer stands in its document: the sentence of the stored text that holds it, so that a
 //! user can check the answer against the source instead of taking it on trust.
 
-use crate::decode::words;
+use crate::decode::{words, yes_or_no};
 
 /// The sentence of a document that holds an answer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -21,7 +21,7 @@ pub struct Evidence {
 /// or one whose words are nowhere in the document.
 pub(super) fn find(answer: &str, texts: &[String], read: &[usize]) -> Option<Evidence> {
     let wanted = words(answer);
-    if wanted.trim().is_empty() || matches!(wanted.trim(), "yes" | "no") {
+    if wanted.trim().is_empty() || yes_or_no(answer) {
         return None;
     }
     let unread = (0..texts.len()).filter(|i| !read.contains(i));

@@ -141,8 +141,7 @@ impl Engine {
         generate.whole_numbers = options.whole_numbers;
         generate.whole_spans = options.whole_spans;
         generate.yes_no_prior = yes_no_prior;
-        let needs_text = options.whole_numbers || options.whole_spans || options.extractive_fallback;
-        generate.prompt_text = (needs_text && !text.is_empty()).then(|| text.clone());
+        generate.prompt_text = (options.rules_read_prompt_text() && !text.is_empty()).then(|| text.clone());
         generate.copy_from = options.extractive.then_some(text);
         let avoid = options.avoid_repeating && mode.reads_text() && !offers_choice(question);
         generate.avoid_repeating = avoid.then(|| question.to_string());
@@ -231,8 +230,7 @@ impl Engine {
         if let Some(text) = text {
             let (ids, cut) = fit(decoder.tokenize(&text)?, budget);
             context.truncated |= cut;
-            let wants_text =
-                options.extractive || options.whole_numbers || options.whole_spans || options.extractive_fallback;
+            let wants_text = options.extractive || options.rules_read_prompt_text();
             let cut_full = options.mode == Mode::Full && cut;
             let decoded = if wants_text || cut_full { decoder.detokenize(&ids)? } else { String::new() };
             context.read = match options.mode {

@@ -153,6 +153,13 @@ impl Default for AskOptions {
 }
 
 impl AskOptions {
+    /// Whether a decoding rule compares the answer with the prompt's text (`GenerateOptions::prompt_text`):
+    /// whole numbers, whole spans, the extractive fallback. Extractive decoding reads it too, as the
+    /// text it copies from.
+    pub(super) fn rules_read_prompt_text(&self) -> bool {
+        self.whole_numbers || self.whole_spans || self.extractive_fallback
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.max_new_tokens > MAX_NEW_TOKENS_LIMIT {
             return Err(Error::Invalid(format!(

@@ -193,7 +193,7 @@ pub(super) fn answer_text(text: &str, options: &GenerateOptions) -> String {
 
 /// The text's words: lower case, runs of letters and digits, each with one space before and after
 /// (so that containment is of whole words).
-pub(crate) fn words(text: &str) -> String {
+pub fn words(text: &str) -> String {
     let mut out = String::from(" ");
     for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         out.push_str(&word.to_lowercase());
@@ -202,12 +202,18 @@ pub(crate) fn words(text: &str) -> String {
     out
 }
 
+/// True when the answer's words are a bare "yes" or "no" (any case, any punctuation): an answer, not a
+/// quote of any text.
+pub fn yes_or_no(answer: &str) -> bool {
+    matches!(words(answer).trim(), "yes" | "no")
+}
+
 /// True when `answer` has words, is not a bare "yes" or "no", and its words are not, in order and
 /// adjacent, in `text` (given as [`words`]): the answer quotes nothing of the text
 /// (`GenerateOptions::extractive_fallback`).
 pub(super) fn unquoted(answer: &str, text: &str) -> bool {
-    let answer = words(answer);
-    answer.len() > 1 && !matches!(answer.trim(), "yes" | "no") && !text.contains(&answer)
+    let quoted = words(answer);
+    quoted.len() > 1 && !yes_or_no(answer) && !text.contains(&quoted)
 }
 
 /// True when `answer` has words and they all appear, in order and adjacent, in `avoided` (given as

@@ -24,8 +24,7 @@ mod generate;
 mod kv;
 
 pub use cache::DEFAULT_PREFIX_CACHE_MB;
-pub(crate) use generate::words;
-pub use generate::{GenerateOptions, Generation, NUMBER_CONTINUATION};
+pub use generate::{words, yes_or_no, GenerateOptions, Generation, NUMBER_CONTINUATION};
 
 use cache::{prefix_cache_limit, PrefixCache};
 use generate::{answer_text, ends, next_token, normalise, repeats, unquoted, End, Sources, Vocabulary, REPEAT_RETRIES};
