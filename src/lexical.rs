@@ -86,6 +86,30 @@ fn ranks(scores: &[f64]) -> Vec<usize> {
     rank
 }
 
+/// The items of `chosen` (best first) that keep up with the best: an item stays when, under at least one
+/// of `scorings`, it scores at least `min` times that scoring's highest score over all items. The first
+/// item always stays; a scoring whose highest score is not positive (BM25 with no shared term) judges
+/// nothing; with none that judges, all stay.
+pub fn keep_relevant(scorings: &[Vec<f64>], chosen: &[usize], min: f64) -> Vec<usize> {
+    let tops: Vec<(usize, f64)> = scorings
+        .iter()
+        .enumerate()
+        .filter_map(|(s, scores)| {
+            let top = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (top > 0.0).then_some((s, top))
+        })
+        .collect();
+    if tops.is_empty() {
+        return chosen.to_vec();
+    }
+    chosen
+        .iter()
+        .enumerate()
+        .filter(|&(rank, &i)| rank == 0 || tops.iter().any(|&(s, top)| scorings[s][i] >= min * top))
+        .map(|(_, &i)| i)
+        .collect()
+}
+
 /// Reciprocal rank fusion of several scorings of the same items: `Σ 1 / (RRF_K + rank + 1)`.
 pub fn fuse(scorings: &[Vec<f64>]) -> Vec<f64> {
     let len = scorings.first().map_or(0, Vec::len);
@@ -119,6 +143,19 @@ mod tests {
         assert_eq!(bm25("what is it", &["anything at all"]), vec![0.0]);
         assert_eq!(bm25("zebra", &["anything"; 3]), vec![0.0; 3]);
         assert!(bm25::<&str>("zebra", &[]).is_empty());
+    }
+
+    #[test]
+    fn only_items_near_the_best_of_some_scoring_stay() {
+        let dense = vec![0.9, 0.2, 0.7, 0.1];
+        let bm25 = vec![10.0, 1.0, 0.0, 6.0];
+        let scorings = [dense, bm25];
+        // 2 is near the best dense score, 3 near the best BM25 score, 1 near neither.
+        assert_eq!(keep_relevant(&scorings, &[0, 2, 3, 1], 0.6), [0, 2, 3]);
+        assert_eq!(keep_relevant(&scorings, &[0, 2, 3, 1], 0.0), [0, 2, 3, 1]);
+        assert_eq!(keep_relevant(&scorings, &[1, 2], 0.95), [1], "the first always stays");
+        let silent = [vec![0.0, 0.0, 0.0]];
+        assert_eq!(keep_relevant(&silent, &[2, 0, 1], 0.9), [2, 0, 1], "no scoring judges: all stay");
     }
 
     #[test]

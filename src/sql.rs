@@ -109,9 +109,14 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             "calibrate_yes_no" => options.calibrate_yes_no = flag(value)?,
             "avoid_repeating" => options.avoid_repeating = flag(value)?,
             "extractive_fallback" => options.extractive_fallback = flag(value)?,
+            "min_relevance" => {
+                options.min_relevance = value.as_f64().ok_or_else(|| {
+                    Error::Invalid(format!("option `min_relevance` must be a number between 0 and 1, got {value}"))
+                })?
+            }
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, memory_chunks, prefix_cache, multiline, extractive, whole_numbers, whole_spans, calibrate_yes_no, avoid_repeating, extractive_fallback)"
+                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, memory_chunks, prefix_cache, multiline, extractive, whole_numbers, whole_spans, calibrate_yes_no, avoid_repeating, extractive_fallback, min_relevance)"
                 )))
             }
         }
@@ -249,7 +254,11 @@ mod tests {
         assert!(parse_options(Some(r#"{"extractive_fallback":true}"#)).unwrap().extractive_fallback);
         let rcc = parse_options(Some(r#"{"mode":"rcc","memory_chunks":6}"#)).unwrap();
         assert_eq!((rcc.mode, rcc.memory_chunks), (Mode::Rcc, 6));
+        assert_eq!(parse_options(Some(r#"{"min_relevance":0.5}"#)).unwrap().min_relevance, 0.5);
         for bad in [
+            r#"{"min_relevance":"high"}"#,
+            r#"{"min_relevance":2}"#,
+            r#"{"min_relevance":-0.5}"#,
             r#"{"multiline":"yes"}"#,
             r#"{"extractive":true,"mode":"compressed"}"#,
             r#"{"prefix_cache":1}"#,

@@ -1,5 +1,6 @@
 //! Retrieval for rag and hybrid: a one-sentence needle inside a long document is found by the lexical
-//! and fused rankings, whatever the depth; the option is accepted from SQL and rejected when unknown.
+//! and fused rankings, whatever the depth, and kept alone by a relevance floor; the option is accepted from
+//! SQL and rejected when unknown.
 
 mod common;
 
@@ -31,12 +32,27 @@ fn needles_are_retrieved_at_every_depth() {
         assert!(chunks.texts.len() > 20, "the haystack is long enough to need retrieval");
         let holding: Vec<usize> = (0..chunks.texts.len()).filter(|&i| chunks.texts[i].contains("417 steps")).collect();
         for retrieval in [Retrieval::Lexical, Retrieval::Fused] {
-            let options = AskOptions { mode: Mode::Rag, max_new_tokens: 1, top_k: 2, retrieval, ..Default::default() };
+            let options = AskOptions {
+                mode: Mode::Rag,
+                max_new_tokens: 1,
+                top_k: 2,
+                retrieval,
+                min_relevance: 0.0,
+                ..Default::default()
+            };
             let answer = engine.ask(&reader, &doc, question, &options).unwrap();
             assert_eq!(answer.chunks.len(), 2);
             assert!(
                 answer.chunks.iter().any(|c| holding.contains(c)),
                 "{retrieval:?} missed the needle in {doc}: chose {:?}, needle in {holding:?}",
+                answer.chunks
+            );
+            // The speech shares no rare term with the question: a relevance floor leaves the needle alone.
+            let focused = AskOptions { min_relevance: 0.5, ..options };
+            let answer = engine.ask(&reader, &doc, question, &focused).unwrap();
+            assert!(
+                !answer.chunks.is_empty() && answer.chunks.iter().all(|c| holding.contains(c)),
+                "{retrieval:?} with min_relevance 0.5 chose {:?}, needle in {holding:?}",
                 answer.chunks
             );
         }

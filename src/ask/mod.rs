@@ -17,7 +17,7 @@ mod prompt;
 pub use evidence::Evidence;
 pub use options::{
     AskOptions, Mode, Retrieval, DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_SOFT_TOKENS, DEFAULT_MEMORY_CHUNKS,
-    DEFAULT_RETRIEVAL, DEFAULT_TOP_K, MAX_NEW_TOKENS_LIMIT,
+    DEFAULT_MIN_RELEVANCE, DEFAULT_RETRIEVAL, DEFAULT_TOP_K, MAX_NEW_TOKENS_LIMIT,
 };
 pub use prompt::{Prompt, PromptPart};
 
@@ -289,7 +289,8 @@ impl Engine {
         Ok(Piece::Memory(Arc::new(Memory::concat(&parts, shape).placed(&spec.rope_inv_freq))))
     }
 
-    /// The `top_k` chunks that best match the question under `options.retrieval`, in document order.
+    /// The `top_k` chunks that best match the question under `options.retrieval` (less those below
+    /// `options.min_relevance`), in document order.
     fn retrieve(
         &self,
         document: &DocumentRow,
@@ -305,13 +306,19 @@ impl Engine {
             let query = encoder.embed(&[question], 1)?;
             Ok(chunks.vectors.chunks_exact(chunks.dim).map(|row| vector::dot(query.row(0), row) as f64).collect())
         };
-        let scores = match options.retrieval {
-            Retrieval::Dense => dense()?,
-            Retrieval::Lexical => lexical::bm25(question, &chunks.texts),
-            Retrieval::Fused => lexical::fuse(&[dense()?, lexical::bm25(question, &chunks.texts)]),
+        let scorings = match options.retrieval {
+            Retrieval::Dense => vec![dense()?],
+            Retrieval::Lexical => vec![lexical::bm25(question, &chunks.texts)],
+            Retrieval::Fused => vec![dense()?, lexical::bm25(question, &chunks.texts)],
         };
-        let mut order = lexical::best_first(&scores);
+        let mut order = match scorings.as_slice() {
+            [one] => lexical::best_first(one),
+            several => lexical::best_first(&lexical::fuse(several)),
+        };
         order.truncate(top_k);
+        if options.min_relevance > 0.0 {
+            order = lexical::keep_relevant(&scorings, &order, options.min_relevance);
+        }
         order.sort_unstable();
         Ok(order)
     }

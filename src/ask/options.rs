@@ -17,6 +17,8 @@ pub const DEFAULT_MAX_SOFT_TOKENS: usize = 64;
 /// by retrieval (as `top_k` for rag), in document order: what RCC training does (`memory_chunks` in
 /// onnx/train_configs/rcc-cpu.json).
 pub const DEFAULT_MEMORY_CHUNKS: usize = 4;
+/// See [`AskOptions::min_relevance`].
+pub const DEFAULT_MIN_RELEVANCE: f64 = 0.0;
 /// Upper bound on `max_new_tokens` (the decoder's window bounds it further).
 pub const MAX_NEW_TOKENS_LIMIT: usize = 4096;
 
@@ -128,6 +130,11 @@ pub struct AskOptions {
     /// [-0.017, +0.011]), and the copies hide the answers that have no evidence, the user's best
     /// warning that an answer is wrong.
     pub extractive_fallback: bool,
+    /// Retrieval (rag, hybrid, rcc) keeps of its `top_k` (or `memory_chunks`) chunks only those that
+    /// reach this share of the best chunk's score under dense or lexical scoring (see
+    /// `lexical::keep_relevant`): fewer chunks that cannot be the answer compete with the one that is.
+    /// 0 keeps all; at most 1.
+    pub min_relevance: f64,
 }
 
 impl Default for AskOptions {
@@ -148,6 +155,7 @@ impl Default for AskOptions {
             calibrate_yes_no: true,
             avoid_repeating: true,
             extractive_fallback: false,
+            min_relevance: DEFAULT_MIN_RELEVANCE,
         }
     }
 }
@@ -175,6 +183,9 @@ impl AskOptions {
         }
         if self.memory_chunks == 0 {
             return Err(Error::Invalid("memory_chunks must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&self.min_relevance) {
+            return Err(Error::Invalid(format!("min_relevance must be between 0 and 1, got {}", self.min_relevance)));
         }
         if self.extractive && !self.mode.reads_text() {
             return Err(Error::Invalid(format!(
@@ -235,6 +246,10 @@ mod tests {
             invalid(AskOptions { memory_chunks: 0, ..AskOptions::default() }),
             "memory_chunks must be at least 1"
         );
+        for bad in [-0.1, 1.5, f64::NAN] {
+            assert!(invalid(AskOptions { min_relevance: bad, ..AskOptions::default() })
+                .starts_with("min_relevance must be between 0 and 1"));
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use e2llm::ask::{
     AskOptions, Mode, Retrieval, DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_SOFT_TOKENS, DEFAULT_MEMORY_CHUNKS,
-    DEFAULT_RETRIEVAL, DEFAULT_TOP_K,
+    DEFAULT_MIN_RELEVANCE, DEFAULT_RETRIEVAL, DEFAULT_TOP_K,
 };
 use e2llm::engine::{default_models_dir, Engine, EngineOptions};
 use e2llm::runtime::{self, Device, Precision};
@@ -91,6 +91,10 @@ pub struct AnswerArgs {
     /// copied from that text, kept when it is whole words of it (such an answer then has evidence).
     #[arg(long)]
     pub extractive_fallback: bool,
+    /// Of the chunks retrieved (rag, hybrid, rcc), keep those that reach this share (0-1) of the best
+    /// chunk's dense or BM25 score (0: keep all top-k).
+    #[arg(long, default_value_t = DEFAULT_MIN_RELEVANCE)]
+    pub min_relevance: f64,
 }
 
 impl AnswerArgs {
@@ -109,6 +113,7 @@ impl AnswerArgs {
             calibrate_yes_no: !self.raw_yes_no,
             avoid_repeating: !self.allow_repeating,
             extractive_fallback: self.extractive_fallback,
+            min_relevance: self.min_relevance,
             ..AskOptions::default()
         }
     }
