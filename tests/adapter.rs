@@ -59,7 +59,8 @@ fn compressed_and_hybrid_use_one_soft_token_per_chunk() {
             &store.reader(),
             &doc_id,
             "Which Congress is addressed?",
-            &e2llm::AskOptions { mode, max_new_tokens: 4, top_k: 2, ..Default::default() },
+            // Both top-2 chunks read, whatever their scores (no relevance floor).
+            &e2llm::AskOptions { mode, max_new_tokens: 4, top_k: 2, min_relevance: 0.0, ..Default::default() },
         )
     };
     let bare = ask(e2llm::Mode::QuestionOnly).unwrap();

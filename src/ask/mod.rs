@@ -185,7 +185,8 @@ impl Engine {
         let chunks = store.chunks(document)?;
         let mut context = Context::default();
         if options.mode.retrieves_text() {
-            context.selected = self.retrieve(document, &chunks, question, options.top_k, options, store)?;
+            context.selected =
+                self.retrieve(document, &chunks, question, (options.top_k, options.min_relevance), options, store)?;
         }
         if options.mode.uses_adapter() {
             let adapter = self.adapter(&options.mode.name())?;
@@ -270,7 +271,8 @@ impl Engine {
         let chosen: Vec<usize> = if chunks.texts.len() <= options.memory_chunks {
             (0..chunks.texts.len()).collect()
         } else {
-            self.retrieve(document, chunks, question, options.memory_chunks, options, store)?
+            // No relevance floor: rcc was trained reading `memory_chunks` memories, and the floor was tuned on rag.
+            self.retrieve(document, chunks, question, (options.memory_chunks, 0.0), options, store)?
         };
         let shape = MemoryShape::of(&self.manifest().decoder);
         let mut parts = Vec::with_capacity(chosen.len());
@@ -289,14 +291,14 @@ impl Engine {
         Ok(Piece::Memory(Arc::new(Memory::concat(&parts, shape).placed(&spec.rope_inv_freq))))
     }
 
-    /// The `top_k` chunks that best match the question under `options.retrieval` (less those below
-    /// `options.min_relevance`), in document order.
+    /// The `top_k` chunks that best match the question under `options.retrieval`, less those below the
+    /// relevance floor `min_relevance` (0: none; see `lexical::keep_relevant`), in document order.
     fn retrieve(
         &self,
         document: &DocumentRow,
         chunks: &StoredChunks,
         question: &str,
-        top_k: usize,
+        (top_k, min_relevance): (usize, f64),
         options: &AskOptions,
         store: &Reader<'_>,
     ) -> Result<Vec<usize>> {
@@ -316,8 +318,8 @@ impl Engine {
             several => lexical::best_first(&lexical::fuse(several)),
         };
         order.truncate(top_k);
-        if options.min_relevance > 0.0 {
-            order = lexical::keep_relevant(&scorings, &order, options.min_relevance);
+        if min_relevance > 0.0 {
+            order = lexical::keep_relevant(&scorings, &order, min_relevance);
         }
         order.sort_unstable();
         Ok(order)

@@ -91,7 +91,7 @@ pub struct AnswerArgs {
     /// copied from that text, kept when it is whole words of it (such an answer then has evidence).
     #[arg(long)]
     pub extractive_fallback: bool,
-    /// Of the chunks retrieved (rag, hybrid, rcc), keep those that reach this share (0-1) of the best
+    /// Of the chunks retrieved (rag, hybrid), keep those that reach this share (0-1) of the best
     /// chunk's dense or BM25 score (0: keep all top-k).
     #[arg(long, default_value_t = DEFAULT_MIN_RELEVANCE)]
     pub min_relevance: f64,
