@@ -336,11 +336,8 @@ impl Decoder {
                 let (copied, _) =
                     self.decode(&mut session, &mut binding, &mut past, prompt_end, &copying, options, &[], started)?;
                 // Kept only as whole words of the text: a copy cut inside a word ("Ci" of "Cities") is not.
-                let quoted = |ids: &[u32]| -> Result<bool> {
-                    let copied = answer_text(&self.detokenize(ids)?, options);
-                    Ok(!copied.trim().is_empty() && !unquoted(&copied, &text_words))
-                };
-                if quoted(&copied)? {
+                let copied_text = answer_text(&self.detokenize(&copied)?, options);
+                if !copied_text.trim().is_empty() && !unquoted(&copied_text, &text_words) {
                     token_ids = copied;
                 }
             }
