@@ -33,6 +33,8 @@ pub struct Scored {
     pub chunks: Vec<usize>,
     /// The sentence of the document that holds the prediction, if any (see `Answer::evidence`).
     pub evidence: Option<Evidence>,
+    /// The decoder's own answer when the extractive fallback replaced it (see `Answer::replaced_answer`).
+    pub replaced_answer: Option<String>,
     pub ttft_ms: f64,
     pub total_ms: f64,
     pub error: Option<String>,
@@ -53,6 +55,10 @@ pub struct EvalSummary {
     /// more an answer with evidence can be trusted.
     pub f1_with_evidence: f64,
     pub f1_without_evidence: f64,
+    /// Share of the answers the extractive fallback copied from the text (the decoder's own quoted
+    /// nothing of it), and their mean F1 (0 where there are none).
+    pub replaced: f64,
+    pub f1_replaced: f64,
     pub ttft_ms_p50: f64,
     pub ttft_ms_p90: f64,
     pub total_ms_p50: f64,
@@ -157,6 +163,7 @@ pub fn run(
                     prompt_tokens: answer.prompt_tokens,
                     chunks: answer.chunks,
                     evidence: answer.evidence,
+                    replaced_answer: answer.replaced_answer,
                     ttft_ms: answer.ttft_ms,
                     total_ms: answer.total_ms,
                     error: None,
@@ -174,6 +181,7 @@ pub fn run(
                 prompt_tokens: 0,
                 chunks: Vec::new(),
                 evidence: None,
+                replaced_answer: None,
                 ttft_ms: 0.0,
                 total_ms: 0.0,
                 error: Some(e.to_string()),
@@ -208,6 +216,8 @@ pub fn summarize(mode: &str, results: &[Scored]) -> EvalSummary {
         with_evidence: results.iter().filter(|r| r.evidence.is_some()).count() as f64 / n,
         f1_with_evidence: mean_f1(results.iter().filter(|r| r.evidence.is_some())),
         f1_without_evidence: mean_f1(results.iter().filter(|r| r.evidence.is_none())),
+        replaced: results.iter().filter(|r| r.replaced_answer.is_some()).count() as f64 / n,
+        f1_replaced: mean_f1(results.iter().filter(|r| r.replaced_answer.is_some())),
         ttft_ms_p50: percentile(&ttft, 0.5),
         ttft_ms_p90: percentile(&ttft, 0.9),
         total_ms_p50: percentile(&total, 0.5),
@@ -269,6 +279,7 @@ mod tests {
             prompt_tokens: 10,
             chunks: Vec::new(),
             evidence: evidence.then(|| Evidence { chunk: 0, read: true, sentence: "s".into() }),
+            replaced_answer: None,
             ttft_ms: 1.0,
             total_ms: 2.0,
             error: None,
@@ -282,6 +293,14 @@ mod tests {
         assert_eq!((summary.with_evidence, summary.f1_with_evidence, summary.f1_without_evidence), (0.5, 0.75, 0.125));
         let none = summarize("rag", &[scored(0.5, false)]);
         assert_eq!((none.with_evidence, none.f1_with_evidence, none.f1_without_evidence), (0.0, 0.0, 0.5));
+        assert_eq!((none.replaced, none.f1_replaced), (0.0, 0.0));
+    }
+
+    #[test]
+    fn the_summary_counts_copied_answers_apart() {
+        let copied = Scored { replaced_answer: Some("Riga".into()), ..scored(0.5, true) };
+        let summary = summarize("rag", &[copied, scored(1.0, true), scored(0.0, false), scored(0.0, false)]);
+        assert_eq!((summary.replaced, summary.f1_replaced), (0.25, 0.5));
     }
 
     #[test]

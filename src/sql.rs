@@ -250,8 +250,8 @@ mod tests {
         assert_eq!(parse_options(None).unwrap().avoid_repeating, default_repeating);
         let flipped = format!(r#"{{"avoid_repeating":{}}}"#, !default_repeating);
         assert_eq!(parse_options(Some(&flipped)).unwrap().avoid_repeating, !default_repeating);
-        assert!(!parse_options(None).unwrap().extractive_fallback, "unquoted answers stand by default");
-        assert!(parse_options(Some(r#"{"extractive_fallback":true}"#)).unwrap().extractive_fallback);
+        assert!(parse_options(None).unwrap().extractive_fallback, "unquoted answers are copied by default");
+        assert!(!parse_options(Some(r#"{"extractive_fallback":false}"#)).unwrap().extractive_fallback);
         let rcc = parse_options(Some(r#"{"mode":"rcc","memory_chunks":6}"#)).unwrap();
         assert_eq!((rcc.mode, rcc.memory_chunks), (Mode::Rcc, 6));
         assert_eq!(parse_options(Some(r#"{"min_relevance":0.5}"#)).unwrap().min_relevance, 0.5);

@@ -140,9 +140,9 @@ fn whole_numbers_only_extend_an_answer_that_ends_after_a_digit() {
 }
 
 #[test]
-fn the_extractive_fallback_only_replaces_answers_that_quote_nothing() {
+fn the_extractive_fallback_only_replaces_answers_with_words_the_document_lacks() {
     // Whatever the weights: with `extractive_fallback` the answer is the plain one when the plain one
-    // quotes the document (or is yes/no), else the plain one or whole words of the document. The
+    // is made of the document's words (or is yes/no), else the plain one or whole words of the document. The
     // questions ask what the document does not say, so some plain answers are made up: at least one
     // must be replaced (else the rule was never exercised).
     let decoder = common::engine().decoder().unwrap();
@@ -159,9 +159,15 @@ fn the_extractive_fallback_only_replaces_answers_that_quote_nothing() {
             GenerateOptions { stop_at_newline: true, prompt_text: Some(document.clone()), ..GenerateOptions::new(12) };
         let plain = decoder.generate(&pieces, &base).unwrap();
         let fallback = decoder.generate(&pieces, &GenerateOptions { extractive_fallback: true, ..base }).unwrap();
-        let quotes = words(&document).contains(&words(&plain.text));
-        if quotes || yes_or_no(&plain.text) {
-            assert_eq!(fallback.text, plain.text, "{city}: a quoting answer was replaced");
+        let document_words = words(&document);
+        let own_words = words(&plain.text);
+        let reads_document = own_words.split_whitespace().all(|w| document_words.contains(&format!(" {w} ")));
+        assert_eq!(plain.replaced, None, "{city}: without the fallback nothing is replaced");
+        // The decoder's own answer is reported exactly when the copy replaced it.
+        let expected = (fallback.text != plain.text).then(|| plain.text.clone());
+        assert_eq!(fallback.replaced, expected, "{city}: the replaced answer is not reported as such");
+        if reads_document || yes_or_no(&plain.text) {
+            assert_eq!(fallback.text, plain.text, "{city}: an answer made of the document's words was replaced");
         } else if fallback.text != plain.text {
             assert!(
                 words(&document).contains(&words(&fallback.text)),

@@ -46,6 +46,11 @@ pub struct Answer {
     /// the user to check it against; absent when the answer quotes nothing of the document (a yes/no,
     /// a name the decoder made up, a paraphrase). Not for question-only, which reads no document.
     pub evidence: Option<Evidence>,
+    /// The decoder's own answer when the extractive fallback replaced it (`extractive_fallback`): its
+    /// words were in none of the text the prompt read, so `answer` is a span copied from that text
+    /// instead. A sign for the user that the answer is the text's likeliest span, not the decoder's
+    /// free reading (its own answer would have had no evidence).
+    pub replaced_answer: Option<String>,
     pub mode: Mode,
     pub doc_id: String,
     /// Decoder input positions (text tokens + soft tokens).
@@ -154,6 +159,7 @@ impl Engine {
         Ok(Answer {
             evidence: evidence::find(&generation.text, &texts, &read),
             answer: generation.text,
+            replaced_answer: generation.replaced,
             mode,
             doc_id: doc_id.to_string(),
             prompt_tokens: generation.prompt_tokens,

@@ -55,6 +55,9 @@ pub fn ask(args: AskArgs) -> Result<ExitCode> {
             println!("{}", answer.answer);
             if args.evidence {
                 println!("  {}", describe_evidence(answer.evidence.as_ref()));
+                if let Some(own) = &answer.replaced_answer {
+                    println!("  {}", describe_replaced(own));
+                }
             }
         }
     }
@@ -68,6 +71,11 @@ fn describe_evidence(evidence: Option<&Evidence>) -> String {
         Some(e) => format!("evidence (chunk {}, not in the prompt): {}", e.chunk, e.sentence),
         None => "no evidence: no sentence of the document holds the answer's words".to_string(),
     }
+}
+
+/// One line on an answer the extractive fallback copied from the text.
+fn describe_replaced(own: &str) -> String {
+    format!("copied from the text: the decoder's own answer, \"{own}\", is in none of the text it read")
 }
 
 #[derive(Args)]
@@ -128,7 +136,7 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
 fn summary_line(s: &EvalSummary) -> String {
     format!(
         "mode {}: {} questions ({} errors): exact match {:.3}, F1 {:.3}, answer contained {:.3}; with evidence {:.3} \
-         (F1 {:.3}; without {:.3}); prompt tokens {:.0} mean; ttft p50 {:.0} ms p90 {:.0} ms; total p50 {:.0} ms p90 \
+         (F1 {:.3}; without {:.3}); copied for an unquoted answer {:.3} (F1 {:.3}); prompt tokens {:.0} mean; ttft p50 {:.0} ms p90 {:.0} ms; total p50 {:.0} ms p90 \
          {:.0} ms p99 {:.0} ms",
         s.mode,
         s.questions,
@@ -139,6 +147,8 @@ fn summary_line(s: &EvalSummary) -> String {
         s.with_evidence,
         s.f1_with_evidence,
         s.f1_without_evidence,
+        s.replaced,
+        s.f1_replaced,
         s.mean_prompt_tokens,
         s.ttft_ms_p50,
         s.ttft_ms_p90,
@@ -165,12 +175,15 @@ mod tests {
             with_evidence: 0.6,
             f1_with_evidence: 0.4,
             f1_without_evidence: 0.025,
+            replaced: 0.05,
+            f1_replaced: 0.2,
             ttft_ms_p50: 700.0,
             ..EvalSummary::default()
         };
         let line = summary_line(&summary);
         assert!(line.starts_with("mode hybrid: 10 questions (1 errors): exact match 0.100, F1 0.250"), "{line}");
         assert!(line.contains("answer contained 0.300; with evidence 0.600 (F1 0.400; without 0.025)"), "{line}");
+        assert!(line.contains("without 0.025); copied for an unquoted answer 0.050 (F1 0.200)"), "{line}");
         assert!(line.contains("prompt tokens 600 mean; ttft p50 700 ms"), "{line}");
     }
 
@@ -182,5 +195,9 @@ mod tests {
         let unread = Evidence { read: false, ..read };
         assert_eq!(describe_evidence(Some(&unread)), format!("evidence (chunk 3, not in the prompt): {sentence}"));
         assert!(describe_evidence(None).starts_with("no evidence"));
+        assert_eq!(
+            describe_replaced("Riga"),
+            "copied from the text: the decoder's own answer, \"Riga\", is in none of the text it read"
+        );
     }
 }

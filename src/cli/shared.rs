@@ -87,10 +87,11 @@ pub struct AnswerArgs {
     /// it again, except for "A or B?" questions).
     #[arg(long)]
     pub allow_repeating: bool,
-    /// Decode an answer whose words are not in the prompt's text (rag, hybrid, full) again, as a span
-    /// copied from that text, kept when it is whole words of it (such an answer then has evidence).
+    /// Keep an answer whose words are not in the prompt's text (by default rag, hybrid and full decode
+    /// it again as a span copied from that text, kept when it is whole words of it; the answer then
+    /// reports the decoder's own one as `replaced_answer`).
     #[arg(long)]
-    pub extractive_fallback: bool,
+    pub keep_unquoted: bool,
     /// Of the chunks retrieved (rag, hybrid), keep those that reach this share (0-1) of the best
     /// chunk's dense or BM25 score (0: keep all top-k).
     #[arg(long, default_value_t = DEFAULT_MIN_RELEVANCE)]
@@ -112,7 +113,7 @@ impl AnswerArgs {
             whole_spans: !self.cut_spans,
             calibrate_yes_no: !self.raw_yes_no,
             avoid_repeating: !self.allow_repeating,
-            extractive_fallback: self.extractive_fallback,
+            extractive_fallback: !self.keep_unquoted,
             min_relevance: self.min_relevance,
             ..AskOptions::default()
         }

@@ -45,10 +45,11 @@ pub struct GenerateOptions {
     /// name the question already gave ("... built on a cliff ... on the model of what castle?" ->
     /// "Findlater", the castle the question is about).
     pub avoid_repeating: Option<String>,
-    /// An answer whose words are not in `prompt_text` (whole words, in order; a bare "yes" or "no"
-    /// excepted) is decoded again extractively, as a span copied from that text, and the span replaces
-    /// it when it is whole words of the text (not "Ci" cut from "Cities"). Such answers are mostly
-    /// wrong (held-out rag: F1 0.10 against 0.35 for answers the document holds).
+    /// An answer with a word that is no word of `prompt_text` (a bare "yes" or "no" excepted; see
+    /// [`invents_words`]) is decoded again extractively, as a span copied from that text, and the span
+    /// replaces it when it is whole words of the text, in order (not "Ci" cut from "Cities"). Such
+    /// answers are mostly wrong (held-out rag: F1 0.10 against 0.35 for answers the document holds).
+    /// The decoder's own answer is then reported (`Generation::replaced`).
     pub extractive_fallback: bool,
     /// Log-probabilities of the first answer token given the question alone (no document): where the
     /// answer would begin with "yes" or "no", the two are compared by how much the prompt raised each
@@ -97,6 +98,9 @@ pub struct Generation {
     pub total: Duration,
     /// The prompt's prefix KV cache came from the prefix cache (only the rest was prefilled).
     pub prefix_cache_hit: bool,
+    /// The decoder's own answer, when the extractive fallback replaced it with a copy of the text
+    /// (its words were not in the prompt's text; see `GenerateOptions::extractive_fallback`).
+    pub replaced: Option<String>,
 }
 
 /// What the decoding rules need of the decoder's vocabulary.
@@ -214,6 +218,16 @@ pub fn yes_or_no(answer: &str) -> bool {
 pub(super) fn unquoted(answer: &str, text: &str) -> bool {
     let quoted = words(answer);
     quoted.len() > 1 && !yes_or_no(answer) && !text.contains(&quoted)
+}
+
+/// True when `answer` has words, is not a bare "yes" or "no", and one of its words is no word of
+/// `text` (given as [`words`]): the answer says something the text does not, a name or number made up
+/// or read elsewhere (`GenerateOptions::extractive_fallback`). An answer made of the text's words in
+/// another order ("the Congress of the Seventy-seventh Congress") is the decoder's reading of it.
+pub(super) fn invents_words(answer: &str, text: &str) -> bool {
+    let answer_words = words(answer);
+    let mut each = answer_words.split_whitespace().peekable();
+    each.peek().is_some() && !yes_or_no(answer) && each.any(|w| !text.contains(&format!(" {w} ")))
 }
 
 /// True when `answer` has words and they all appear, in order and adjacent, in `avoided` (given as
@@ -630,6 +644,19 @@ mod tests {
         // A bare yes or no quotes nothing but is not an unquoted answer; nor is an empty one.
         assert!(!unquoted("Yes.", &text));
         assert!(!unquoted(" ", &text));
+    }
+
+    #[test]
+    fn an_answer_invents_words_when_one_of_them_is_not_in_the_text() {
+        let text = words("Ada Morrow built the lighthouse in 1887; it has 835 steps.");
+        assert!(!invents_words("ada morrow", &text));
+        assert!(!invents_words("Morrow Ada", &text), "the text's words in another order are a reading of it");
+        assert!(!invents_words("the steps in the lighthouse", &text));
+        assert!(invents_words("Ben Hale", &text));
+        assert!(invents_words("10", &text), "a number the text does not hold");
+        assert!(invents_words("835 stairs", &text));
+        assert!(!invents_words("No.", &text));
+        assert!(!invents_words(" ", &text));
     }
 
     #[test]

@@ -27,7 +27,10 @@ pub use cache::DEFAULT_PREFIX_CACHE_MB;
 pub use generate::{words, yes_or_no, GenerateOptions, Generation, NUMBER_CONTINUATION};
 
 use cache::{prefix_cache_limit, PrefixCache};
-use generate::{answer_text, ends, next_token, normalise, repeats, unquoted, End, Sources, Vocabulary, REPEAT_RETRIES};
+use generate::{
+    answer_text, ends, invents_words, next_token, normalise, repeats, unquoted, End, Sources, Vocabulary,
+    REPEAT_RETRIES,
+};
 use kv::{capacity_for, CacheShape, KvCache};
 
 /// Longest slice of prompt positions run in one prefill step: bounds the attention scores'
@@ -328,10 +331,12 @@ impl Decoder {
                 }
             }
         }
+        let mut replaced = None;
         if let (Some(text), Some(prompt_end)) = (fallback_text, retry_from) {
-            // An answer that quotes nothing of the prompt's text: a span copied from it instead.
+            // An answer with a word the prompt's text lacks: a span copied from the text instead.
             let text_words = words(text);
-            if unquoted(&answer_text(&self.detokenize(&token_ids)?, options), &text_words) {
+            let own = answer_text(&self.detokenize(&token_ids)?, options);
+            if invents_words(&own, &text_words) {
                 let copying = Sources { copy: Some(normalise(text)), spans: None };
                 let (copied, _) =
                     self.decode(&mut session, &mut binding, &mut past, prompt_end, &copying, options, &[], started)?;
@@ -339,6 +344,7 @@ impl Decoder {
                 let copied_text = answer_text(&self.detokenize(&copied)?, options);
                 if !copied_text.trim().is_empty() && !unquoted(&copied_text, &text_words) {
                     token_ids = copied;
+                    replaced = Some(own);
                 }
             }
         }
@@ -354,6 +360,7 @@ impl Decoder {
             time_to_first_token,
             total: started.elapsed(),
             prefix_cache_hit,
+            replaced,
         })
     }
 
