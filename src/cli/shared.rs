@@ -87,9 +87,9 @@ pub struct AnswerArgs {
     /// it again, except for "A or B?" questions).
     #[arg(long)]
     pub allow_repeating: bool,
-    /// Keep an answer whose words are not in the prompt's text (by default rag, hybrid and full decode
-    /// it again as a span copied from that text, kept when it is whole words of it; the answer then
-    /// reports the decoder's own one as `replaced_answer`).
+    /// Keep an answer with a word the retrieved text lacks (by default rag and hybrid decode it again
+    /// as a span copied from that text, kept when it is whole words of it; the answer then reports the
+    /// decoder's own one as `replaced_answer`).
     #[arg(long)]
     pub keep_unquoted: bool,
     /// Of the chunks retrieved (rag, hybrid), keep those that reach this share (0-1) of the best
