@@ -125,6 +125,7 @@ lint: $(VENV)/.installed
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 	$(VENV)/bin/ruff check onnx bench examples tests/python python
+	for f in examples/*.sh .ci/run; do bash -n "$$f" || exit 1; done
 
 # The fast loop: formatting, lints (Rust and Python) and the tests that need no models (unit tests in
 # src/, storage and Parquet tests, the offline pipeline's tiny-model tests). `make test` runs everything.
@@ -132,6 +133,7 @@ check: $(VENV)/.installed $(VENV)/.installed-train
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 	$(VENV)/bin/ruff check onnx bench examples tests/python python
+	for f in examples/*.sh .ci/run; do bash -n "$$f" || exit 1; done
 	$(CARGO) nextest run --release --locked --no-fail-fast -E 'kind(lib) | kind(bin) | binary(store)'
 	PYTHONPATH=onnx $(PY) -m pytest -q onnx/tests/test_lora.py onnx/tests/test_checkpoints.py onnx/tests/test_train_state.py
 

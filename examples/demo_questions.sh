@@ -19,7 +19,7 @@ where = "" if e and e["read"] else ", not in the prompt"
 print("      evidence (chunk %d%s): %s" % (e["chunk"], where, e["sentence"]) if e else "      no evidence: no sentence of the document holds these words")
 r = a.get("replaced_answer")
 if r:
-    print("      copied from the text: the decoder's own answer, %r, is in none of the text it read" % r)
+    print("      copied from the text: the decoder answered %r, with a word the text it read lacks" % r)
 print("      (%d prompt tokens, first token %.0f ms, total %.0f ms)" % (a["prompt_tokens"], a["ttft_ms"], a["total_ms"]))
 '
 

@@ -55,8 +55,8 @@ pub struct EvalSummary {
     /// more an answer with evidence can be trusted.
     pub f1_with_evidence: f64,
     pub f1_without_evidence: f64,
-    /// Share of the answers the extractive fallback copied from the text (the decoder's own quoted
-    /// nothing of it), and their mean F1 (0 where there are none).
+    /// Share of the answers the extractive fallback copied from the text (the decoder's own had a word
+    /// the text lacks), and their mean F1 (0 where there are none).
     pub replaced: f64,
     pub f1_replaced: f64,
     pub ttft_ms_p50: f64,

@@ -46,10 +46,10 @@ pub struct Answer {
     /// the user to check it against; absent when the answer quotes nothing of the document (a yes/no,
     /// a name the decoder made up, a paraphrase). Not for question-only, which reads no document.
     pub evidence: Option<Evidence>,
-    /// The decoder's own answer when the extractive fallback replaced it (`extractive_fallback`): its
-    /// words were in none of the text the prompt read, so `answer` is a span copied from that text
+    /// The decoder's own answer when the extractive fallback replaced it (`extractive_fallback`): one of
+    /// its words is no word of the text the prompt read, so `answer` is a span copied from that text
     /// instead. A sign for the user that the answer is the text's likeliest span, not the decoder's
-    /// free reading (its own answer would have had no evidence).
+    /// free reading.
     pub replaced_answer: Option<String>,
     pub mode: Mode,
     pub doc_id: String,

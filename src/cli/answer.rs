@@ -75,7 +75,7 @@ fn describe_evidence(evidence: Option<&Evidence>) -> String {
 
 /// One line on an answer the extractive fallback copied from the text.
 fn describe_replaced(own: &str) -> String {
-    format!("copied from the text: the decoder's own answer, \"{own}\", is in none of the text it read")
+    format!("copied from the text: the decoder's own answer, \"{own}\", has a word the text it read lacks")
 }
 
 #[derive(Args)]
@@ -136,7 +136,7 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
 fn summary_line(s: &EvalSummary) -> String {
     format!(
         "mode {}: {} questions ({} errors): exact match {:.3}, F1 {:.3}, answer contained {:.3}; with evidence {:.3} \
-         (F1 {:.3}; without {:.3}); copied for an unquoted answer {:.3} (F1 {:.3}); prompt tokens {:.0} mean; ttft p50 {:.0} ms p90 {:.0} ms; total p50 {:.0} ms p90 \
+         (F1 {:.3}; without {:.3}); copied answers {:.3} (F1 {:.3}); prompt tokens {:.0} mean; ttft p50 {:.0} ms p90 {:.0} ms; total p50 {:.0} ms p90 \
          {:.0} ms p99 {:.0} ms",
         s.mode,
         s.questions,
@@ -183,7 +183,7 @@ mod tests {
         let line = summary_line(&summary);
         assert!(line.starts_with("mode hybrid: 10 questions (1 errors): exact match 0.100, F1 0.250"), "{line}");
         assert!(line.contains("answer contained 0.300; with evidence 0.600 (F1 0.400; without 0.025)"), "{line}");
-        assert!(line.contains("without 0.025); copied for an unquoted answer 0.050 (F1 0.200)"), "{line}");
+        assert!(line.contains("without 0.025); copied answers 0.050 (F1 0.200)"), "{line}");
         assert!(line.contains("prompt tokens 600 mean; ttft p50 700 ms"), "{line}");
     }
 
@@ -197,7 +197,7 @@ mod tests {
         assert!(describe_evidence(None).starts_with("no evidence"));
         assert_eq!(
             describe_replaced("Riga"),
-            "copied from the text: the decoder's own answer, \"Riga\", is in none of the text it read"
+            "copied from the text: the decoder's own answer, \"Riga\", has a word the text it read lacks"
         );
     }
 }

@@ -47,7 +47,7 @@ pub struct GenerateOptions {
     pub avoid_repeating: Option<String>,
     /// An answer with a word that is no word of `prompt_text` (a bare "yes" or "no" excepted; see
     /// [`invents_words`]) is decoded again extractively, as a span copied from that text, and the span
-    /// replaces it when it is whole words of the text, in order (not "Ci" cut from "Cities"). Such
+    /// replaces it when it is whole words of the text and about as long (see [`keeps_copy`]). Such
     /// answers are mostly wrong (held-out rag: F1 0.10 against 0.35 for answers the document holds).
     /// The decoder's own answer is then reported (`Generation::replaced`).
     pub extractive_fallback: bool,
@@ -98,8 +98,8 @@ pub struct Generation {
     pub total: Duration,
     /// The prompt's prefix KV cache came from the prefix cache (only the rest was prefilled).
     pub prefix_cache_hit: bool,
-    /// The decoder's own answer, when the extractive fallback replaced it with a copy of the text
-    /// (its words were not in the prompt's text; see `GenerateOptions::extractive_fallback`).
+    /// The decoder's own answer, when the extractive fallback replaced it with a copy of the text (one
+    /// of its words is no word of the prompt's text; see `GenerateOptions::extractive_fallback`).
     pub replaced: Option<String>,
 }
 
@@ -228,6 +228,19 @@ pub(super) fn invents_words(answer: &str, text: &str) -> bool {
     let answer_words = words(answer);
     let mut each = answer_words.split_whitespace().peekable();
     each.peek().is_some() && !yes_or_no(answer) && each.any(|w| !text.contains(&format!(" {w} ")))
+}
+
+/// Words a copy made by the extractive fallback may have beyond the decoder's own answer; fixed
+/// before measuring (no copy on the tuning split was longer than that: it changes none of its answers).
+pub const COPY_EXTRA_WORDS: usize = 3;
+
+/// Whether the extractive fallback's copy replaces the decoder's own answer: the copy is whole words
+/// of `text` (given as [`words`]), in order (not "Ci" cut from "Cities"), and about as long as the
+/// answer it replaces (at most [`COPY_EXTRA_WORDS`] more words): a quoted sentence in place of a
+/// few words ("to expand the space program" -> a 16-word sentence of the address) is not an answer.
+pub(super) fn keeps_copy(own: &str, copy: &str, text: &str) -> bool {
+    let count = |s: &str| words(s).split_whitespace().count();
+    !copy.trim().is_empty() && !unquoted(copy, text) && count(copy) <= count(own) + COPY_EXTRA_WORDS
 }
 
 /// True when `answer` has words and they all appear, in order and adjacent, in `avoided` (given as
@@ -644,6 +657,19 @@ mod tests {
         // A bare yes or no quotes nothing but is not an unquoted answer; nor is an empty one.
         assert!(!unquoted("Yes.", &text));
         assert!(!unquoted(" ", &text));
+    }
+
+    #[test]
+    fn a_copy_replaces_the_answer_when_it_is_whole_words_of_the_text_and_short() {
+        let text = words("The harbour of Cities opened in 1887; Ada Morrow kept its light for forty years.");
+        assert!(keeps_copy("Ben Hale", "Ada Morrow", &text));
+        assert!(keeps_copy("10", "1887", &text));
+        assert!(!keeps_copy("Ben Hale", "Ci", &text), "cut inside a word");
+        assert!(!keeps_copy("Ben Hale", "Ada Morrow kept", &text.replace(" kept", "")), "not in the text");
+        assert!(!keeps_copy("Ben Hale", " ", &text), "empty");
+        // Up to three words more than the answer it replaces.
+        assert!(keeps_copy("a keeper", "Ada Morrow kept its light", &text));
+        assert!(!keeps_copy("a keeper", "Ada Morrow kept its light for", &text));
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub use generate::{words, yes_or_no, GenerateOptions, Generation, NUMBER_CONTINU
 
 use cache::{prefix_cache_limit, PrefixCache};
 use generate::{
-    answer_text, ends, invents_words, next_token, normalise, repeats, unquoted, End, Sources, Vocabulary,
+    answer_text, ends, invents_words, keeps_copy, next_token, normalise, repeats, End, Sources, Vocabulary,
     REPEAT_RETRIES,
 };
 use kv::{capacity_for, CacheShape, KvCache};
@@ -340,9 +340,8 @@ impl Decoder {
                 let copying = Sources { copy: Some(normalise(text)), spans: None };
                 let (copied, _) =
                     self.decode(&mut session, &mut binding, &mut past, prompt_end, &copying, options, &[], started)?;
-                // Kept only as whole words of the text: a copy cut inside a word ("Ci" of "Cities") is not.
                 let copied_text = answer_text(&self.detokenize(&copied)?, options);
-                if !copied_text.trim().is_empty() && !unquoted(&copied_text, &text_words) {
+                if keeps_copy(&own, &copied_text, &text_words) {
                     token_ids = copied;
                     replaced = Some(own);
                 }
