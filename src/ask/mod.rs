@@ -193,8 +193,7 @@ impl Engine {
         let chunks = store.chunks(document)?;
         let mut context = Context::default();
         if options.mode.retrieves_text() {
-            context.selected =
-                self.retrieve(document, &chunks, question, (options.top_k, options.min_relevance), options, store)?;
+            context.selected = self.retrieve(document, &chunks, question, options, store)?;
         }
         if options.mode.uses_adapter() {
             let adapter = self.adapter(&options.mode.name())?;
@@ -279,8 +278,7 @@ impl Engine {
         let chosen: Vec<usize> = if chunks.texts.len() <= options.memory_chunks {
             (0..chunks.texts.len()).collect()
         } else {
-            // No relevance floor: rcc was trained reading `memory_chunks` memories, and the floor was tuned on rag.
-            self.retrieve(document, chunks, question, (options.memory_chunks, 0.0), options, store)?
+            self.retrieve(document, chunks, question, options, store)?
         };
         let shape = MemoryShape::of(&self.manifest().decoder);
         let mut parts = Vec::with_capacity(chosen.len());
@@ -299,14 +297,14 @@ impl Engine {
         Ok(Piece::Memory(Arc::new(Memory::concat(&parts, shape).placed(&spec.rope_inv_freq))))
     }
 
-    /// The `top_k` chunks that best match the question under `options.retrieval`, less those below the
-    /// relevance floor `min_relevance` (0: none; see `lexical::keep_relevant`), in document order.
+    /// The chunks that best match the question under `options.retrieval`, as many as the mode reads,
+    /// less those below its relevance floor (see `AskOptions::retrieval_budget`,
+    /// `lexical::keep_relevant`), in document order.
     fn retrieve(
         &self,
         document: &DocumentRow,
         chunks: &StoredChunks,
         question: &str,
-        (top_k, min_relevance): (usize, f64),
         options: &AskOptions,
         store: &Reader<'_>,
     ) -> Result<Vec<usize>> {
@@ -321,6 +319,7 @@ impl Engine {
             Retrieval::Lexical => vec![lexical::bm25(question, &chunks.texts)],
             Retrieval::Fused => vec![dense()?, lexical::bm25(question, &chunks.texts)],
         };
+        let (top_k, min_relevance) = options.retrieval_budget();
         let mut order = match scorings.as_slice() {
             [one] => lexical::best_first(one),
             several => lexical::best_first(&lexical::fuse(several)),

@@ -165,6 +165,16 @@ impl Default for AskOptions {
 }
 
 impl AskOptions {
+    /// How many chunks retrieval picks in this mode, and the relevance floor it applies to them:
+    /// `top_k` and `min_relevance` (rag, hybrid); `memory_chunks` and none (rcc: trained reading that
+    /// many memories; the floor was tuned on rag, not measured there).
+    pub(super) fn retrieval_budget(&self) -> (usize, f64) {
+        match self.mode {
+            Mode::Rcc => (self.memory_chunks, 0.0),
+            _ => (self.top_k, self.min_relevance),
+        }
+    }
+
     /// Whether a decoding rule compares the answer with the prompt's text (`GenerateOptions::prompt_text`):
     /// whole numbers, whole spans, the extractive fallback. Extractive decoding reads it too, as the
     /// text it copies from.
@@ -204,6 +214,15 @@ impl AskOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retrieval_reads_top_k_over_the_floor_but_every_rcc_memory_chunk() {
+        let options = AskOptions { top_k: 3, memory_chunks: 6, min_relevance: 0.5, ..AskOptions::default() };
+        for mode in [Mode::Rag, Mode::Hybrid] {
+            assert_eq!(AskOptions { mode, ..options.clone() }.retrieval_budget(), (3, 0.5));
+        }
+        assert_eq!(AskOptions { mode: Mode::Rcc, ..options }.retrieval_budget(), (6, 0.0));
+    }
 
     #[test]
     fn one_name_per_variant_for_clap_serde_and_sql() {
