@@ -26,6 +26,7 @@ import csv
 import json
 import math
 import random
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -394,7 +395,8 @@ def run_steps(config: dict, minutes: float | None, optimizer: torch.optim.Optimi
         batch = next_batch()
         for ex in batch:
             loss = loss_of(ex)
-            (loss / len(batch)).backward()
+            if loss.requires_grad:  # not when nothing trained takes part (a frozen LoRA, no soft token)
+                (loss / len(batch)).backward()
             losses.setdefault(ex.task, []).append(loss.item())
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -441,6 +443,22 @@ def lr_scale(config: dict, step: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def parameter_groups(config: dict, adapter: torch.nn.Module, lora: LoRA | None) -> tuple[list[dict], bool]:
+    """The optimiser's parameter groups, and whether the LoRA is frozen: with `lora_lr` 0 the LoRA that
+    `init_lora` names stays as it is and only the adapter trains, for the decoder that LoRA is merged into."""
+    groups = [{"params": list(adapter.parameters()), "base_lr": config["lr"]}]
+    if lora is None:
+        return groups, False
+    if config["lora_lr"] == 0:
+        if not config.get("init_lora"):
+            raise SystemExit("lora_lr 0 freezes the LoRA: name the one to keep in init_lora")
+        for p in lora.parameters():
+            p.requires_grad_(False)
+        return groups, True
+    groups.append({"params": list(lora.parameters()), "base_lr": config["lora_lr"]})
+    return groups, False
+
+
 def main() -> None:
     args, config, run, out_dir, device = setup_run(__doc__, "onnx/adapter")
     manifest = json.loads((args.models / "manifest.json").read_text())
@@ -461,9 +479,7 @@ def main() -> None:
         from safetensors.numpy import load_file
 
         lora.load_tensors(load_file(str(ROOT / config["init_lora"])))
-    groups = [{"params": list(adapter.parameters()), "base_lr": config["lr"]}]
-    if lora is not None:
-        groups.append({"params": list(lora.parameters()), "base_lr": config["lora_lr"]})
+    groups, frozen_lora = parameter_groups(config, adapter, lora)
     optimizer = torch.optim.AdamW(groups, lr=config["lr"], weight_decay=config.get("weight_decay", 0.0))
     tokenizer = Tokenizer.from_file(str(args.models / manifest["decoder"]["tokenizer"]))
     builder = PromptBuilder(tokenizer, manifest["prompt"], manifest["decoder"]["context_length"])
@@ -490,7 +506,11 @@ def main() -> None:
         decoder_fingerprint = base_fingerprint
         meta = {"steps": str(step), "config": json.dumps(config), "source": f"e2llm_offline.train, {step} steps"}
         lora_path = out_dir / "lora.safetensors"
-        if lora is not None:
+        if frozen_lora:  # byte for byte: the merged decoder's fingerprint stays the shipped one
+            if lora_path.resolve() != (ROOT / config["init_lora"]).resolve():
+                shutil.copyfile(ROOT / config["init_lora"], lora_path)
+            decoder_fingerprint = lora_fingerprint(base_fingerprint, sha256_file(lora_path))
+        elif lora is not None:
             save_file(lora.tensors(), str(lora_path), metadata={
                 **meta, "base_decoder_fingerprint": base_fingerprint, "rank": str(lora.rank),
                 "alpha": str(lora.alpha), "targets": ",".join(lora.targets)})

@@ -1,14 +1,17 @@
 """Training's own state, on a tiny decoder: LoRA weights written by one run start the next (init_lora)
-unchanged, a checkpoint resumes exactly what was saved, and the loss log is what the curve is drawn from."""
+unchanged, lora_lr 0 trains the adapter alone, an example without gradient is logged but not trained on, a
+checkpoint resumes exactly what was saved, and the loss log is what the curve is drawn from."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from e2llm_offline.decoder import load_gguf
-from e2llm_offline.train import Checkpoint, FrozenDecoder, LoRA, Progress
+from e2llm_offline.train import Adapter, Checkpoint, FrozenDecoder, LoRA, Progress, parameter_groups, run_steps
 from tiny import write_gguf
 
 TARGETS = ["q_proj", "v_proj", "down_proj"]
@@ -43,6 +46,39 @@ def test_lora_of_another_rank_or_targets_is_refused(tmp_path):
     fewer = {k: v for k, v in tiny_lora(tmp_path).tensors().items() if "v_proj" not in k}
     with pytest.raises(ValueError, match="v_proj"):
         tiny_lora(tmp_path).load_tensors(fewer)
+
+
+def test_lora_lr_zero_trains_the_adapter_alone(tmp_path):
+    lora, adapter = tiny_lora(tmp_path), Adapter(4, 8)
+    config = {"lr": 1e-3, "lora_lr": 1e-3, "init_lora": "onnx/adapter/lora.safetensors"}
+    groups, frozen = parameter_groups(config, adapter, lora)
+    assert not frozen and len(groups) == 2 and all(p.requires_grad for p in lora.parameters())
+    groups, frozen = parameter_groups({**config, "lora_lr": 0.0}, adapter, lora)
+    assert frozen and len(groups) == 1 and groups[0]["params"] == list(adapter.parameters())
+    assert not any(p.requires_grad for p in lora.parameters())
+    with pytest.raises(SystemExit, match="init_lora"):
+        parameter_groups({"lr": 1e-3, "lora_lr": 0.0}, adapter, tiny_lora(tmp_path))
+    assert parameter_groups(config, adapter, None) == ([{"params": list(adapter.parameters()), "base_lr": 1e-3}],
+                                                       False)
+
+
+def test_an_example_nothing_trained_takes_part_in_is_logged_not_trained_on():
+    # With the LoRA frozen, a hybrid example whose chunks were all retrieved has no soft token: its loss
+    # has no gradient. The step goes on with the other examples' gradients.
+    model = torch.nn.Linear(2, 1)
+    before = model.weight.detach().clone()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    config = {"steps": 1, "warmup": 1, "checkpoint_every": 10}
+    batch = [SimpleNamespace(task="a"), SimpleNamespace(task="b")]
+
+    def loss_of(example):
+        return model(torch.ones(2)).sum() if example.task == "a" else torch.tensor(2.0)
+
+    progress = Progress(config, 0, [])
+    step = run_steps(config, None, optimizer, [0.1], list(model.parameters()), progress, 0, ("a", "b"),
+                     lambda: batch, loss_of, lambda step: None)
+    assert step == 1 and not torch.equal(model.weight, before)
+    assert progress.log[0]["loss_b"] == 2.0
 
 
 def test_checkpoint_resumes_weights_optimizer_step_and_log(tmp_path):
