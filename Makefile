@@ -175,8 +175,9 @@ $(LLAMA_VENV)/.installed: requirements-bench.txt
 	touch $@
 
 # Joint training of the adapter and the decoder's LoRA (CPU config by default, ~2 h on 2 cores, resumable;
-# TRAIN_CONFIG=onnx/train_configs/gpu.json on a GPU). Writes onnx/adapter/ (cpu-continue.json: onnx/adapter-next/,
-# a candidate to compare on the tuning split first); `make setup` then merges the LoRA into the exported decoder.
+# TRAIN_CONFIG=onnx/train_configs/gpu.json on a GPU). Writes onnx/adapter/ (cpu-continue.json: onnx/adapter-next/;
+# cpu-adapter.json, the adapter alone against the shipped LoRA: onnx/adapter-only/; candidates to compare on the
+# tuning split first); `make setup` then merges the LoRA into the exported decoder.
 TRAIN_CONFIG ?= onnx/train_configs/cpu.json
 $(VENV)/.installed-train: $(VENV)/.installed requirements-train.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
