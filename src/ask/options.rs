@@ -179,7 +179,13 @@ impl AskOptions {
     /// whole numbers, whole spans, the extractive fallback. Extractive decoding reads it too, as the
     /// text it copies from.
     pub(super) fn rules_read_prompt_text(&self) -> bool {
-        self.whole_numbers || self.whole_spans || self.extractive_fallback
+        self.whole_numbers || self.whole_spans || self.extractive_fallback_applies()
+    }
+
+    /// The extractive fallback runs on retrieved text only (rag, hybrid): copying from the whole document
+    /// (full) changed 13 of 200 tuning answers, none for the better (reports/answer_rules.md).
+    pub(super) fn extractive_fallback_applies(&self) -> bool {
+        self.extractive_fallback && self.mode.retrieves_text()
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -222,6 +228,20 @@ mod tests {
             assert_eq!(AskOptions { mode, ..options.clone() }.retrieval_budget(), (3, 0.5));
         }
         assert_eq!(AskOptions { mode: Mode::Rcc, ..options }.retrieval_budget(), (6, 0.0));
+    }
+
+    #[test]
+    fn the_extractive_fallback_applies_to_retrieved_text_only() {
+        let bare = AskOptions { whole_numbers: false, whole_spans: false, ..AskOptions::default() };
+        for mode in [Mode::Rag, Mode::Hybrid] {
+            let options = AskOptions { mode, ..bare.clone() };
+            assert!(options.extractive_fallback_applies() && options.rules_read_prompt_text(), "{mode:?}");
+        }
+        // Full reads the whole document: no rule left to compare the answer with it.
+        let full = AskOptions { mode: Mode::Full, ..bare.clone() };
+        assert!(!full.extractive_fallback_applies() && !full.rules_read_prompt_text());
+        let off = AskOptions { extractive_fallback: false, ..bare };
+        assert!(!off.extractive_fallback_applies() && !off.rules_read_prompt_text());
     }
 
     #[test]
