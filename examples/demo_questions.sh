@@ -20,6 +20,8 @@ print("      evidence (chunk %d%s): %s" % (e["chunk"], where, e["sentence"]) if 
 r = a.get("replaced_answer")
 if r:
     print("      copied from the text: the decoder answered %r, with a word the text it read lacks" % r)
+if a.get("second_hop"):
+    print("      second hop: the first answer had no support in the text read; this one read chunks %s" % a["chunks"])
 print("      (%d prompt tokens, first token %.0f ms, total %.0f ms)" % (a["prompt_tokens"], a["ttft_ms"], a["total_ms"]))
 '
 

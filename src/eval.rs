@@ -35,6 +35,8 @@ pub struct Scored {
     pub evidence: Option<Evidence>,
     /// The decoder's own answer when the extractive fallback replaced it (see `Answer::replaced_answer`).
     pub replaced_answer: Option<String>,
+    /// The answer came from a second retrieval hop (see `Answer::second_hop`).
+    pub second_hop: bool,
     pub ttft_ms: f64,
     pub total_ms: f64,
     pub error: Option<String>,
@@ -59,6 +61,9 @@ pub struct EvalSummary {
     /// the text lacks), and their mean F1 (0 where there are none).
     pub replaced: f64,
     pub f1_replaced: f64,
+    /// Share of the answers that came from a second retrieval hop, and their mean F1.
+    pub second_hop: f64,
+    pub f1_second_hop: f64,
     pub ttft_ms_p50: f64,
     pub ttft_ms_p90: f64,
     pub total_ms_p50: f64,
@@ -164,6 +169,7 @@ pub fn run(
                     chunks: answer.chunks,
                     evidence: answer.evidence,
                     replaced_answer: answer.replaced_answer,
+                    second_hop: answer.second_hop,
                     ttft_ms: answer.ttft_ms,
                     total_ms: answer.total_ms,
                     error: None,
@@ -182,6 +188,7 @@ pub fn run(
                 chunks: Vec::new(),
                 evidence: None,
                 replaced_answer: None,
+                second_hop: false,
                 ttft_ms: 0.0,
                 total_ms: 0.0,
                 error: Some(e.to_string()),
@@ -218,6 +225,8 @@ pub fn summarize(mode: &str, results: &[Scored]) -> EvalSummary {
         f1_without_evidence: mean_f1(results.iter().filter(|r| r.evidence.is_none())),
         replaced: results.iter().filter(|r| r.replaced_answer.is_some()).count() as f64 / n,
         f1_replaced: mean_f1(results.iter().filter(|r| r.replaced_answer.is_some())),
+        second_hop: results.iter().filter(|r| r.second_hop).count() as f64 / n,
+        f1_second_hop: mean_f1(results.iter().filter(|r| r.second_hop)),
         ttft_ms_p50: percentile(&ttft, 0.5),
         ttft_ms_p90: percentile(&ttft, 0.9),
         total_ms_p50: percentile(&total, 0.5),
@@ -280,6 +289,7 @@ mod tests {
             chunks: Vec::new(),
             evidence: evidence.then(|| Evidence { chunk: 0, read: true, sentence: "s".into() }),
             replaced_answer: None,
+            second_hop: false,
             ttft_ms: 1.0,
             total_ms: 2.0,
             error: None,

@@ -112,15 +112,29 @@ pub fn keep_relevant(scorings: &[Vec<f64>], chosen: &[usize], min: f64) -> Vec<u
 
 /// Reciprocal rank fusion of several scorings of the same items: `Σ 1 / (RRF_K + rank + 1)`.
 pub fn fuse(scorings: &[Vec<f64>]) -> Vec<f64> {
+    fuse_weighted(scorings, &vec![1.0; scorings.len()])
+}
+
+/// Reciprocal rank fusion with a weight per scoring: `Σ weight / (RRF_K + rank + 1)`.
+pub fn fuse_weighted(scorings: &[Vec<f64>], weights: &[f64]) -> Vec<f64> {
+    assert_eq!(scorings.len(), weights.len(), "one weight per scoring");
     let len = scorings.first().map_or(0, Vec::len);
     let mut fused = vec![0.0; len];
-    for scores in scorings {
+    for (scores, weight) in scorings.iter().zip(weights) {
         assert_eq!(scores.len(), len, "fused scorings rank the same items");
         for (i, r) in ranks(scores).into_iter().enumerate() {
-            fused[i] += 1.0 / (RRF_K + r as f64 + 1.0);
+            fused[i] += weight / (RRF_K + r as f64 + 1.0);
         }
     }
     fused
+}
+
+/// The second hop's scoring (pseudo-relevance feedback): BM25 of the question together with the words
+/// of item `best`, the one the question matched best. A two-hop question ("the birthplace of the star
+/// of the film X") names the first hop; its answer sits in a text that shares a name with the first
+/// hop's text, not a word with the question.
+pub fn second_hop<S: AsRef<str>>(question: &str, texts: &[S], best: usize) -> Vec<f64> {
+    bm25(&format!("{question} {}", texts[best].as_ref()), texts)
 }
 
 #[cfg(test)]
@@ -181,5 +195,31 @@ mod tests {
             let fused = fuse(&[scores.clone(), scores]);
             proptest::prop_assert!(fused.iter().all(|s| s.is_finite() && *s > 0.0));
         }
+    }
+
+    #[test]
+    fn the_second_hop_ranks_what_shares_a_name_with_the_first() {
+        let texts = [
+            "The film Night Harbour starred Ada Lindqvist and was shot in Bergen.",
+            "Ada Lindqvist was born in Uppsala in 1931.",
+            "Bergen is a port city with a fish market.",
+            "Uppsala has a cathedral and a university.",
+        ];
+        // The question alone finds the film, and nothing about its star's birth.
+        let question = "What is the birthplace of the star of the film Night Harbour?";
+        let scores = bm25(question, &texts);
+        assert_eq!(best_first(&scores)[0], 0);
+        assert_eq!(scores[1], 0.0);
+        // With the film's words, the star's text (two shared names) comes next, then Bergen's (one).
+        assert_eq!(best_first(&second_hop(question, &texts, 0))[..3], [0, 1, 2]);
+    }
+
+    #[test]
+    fn weighted_fusion_follows_the_heavier_ranking() {
+        let a = vec![3.0, 2.0, 1.0];
+        let b = vec![1.0, 2.0, 3.0];
+        assert_eq!(best_first(&fuse_weighted(&[a.clone(), b.clone()], &[1.0, 2.0]))[0], 2);
+        assert_eq!(best_first(&fuse_weighted(&[a.clone(), b.clone()], &[2.0, 1.0]))[0], 0);
+        assert_eq!(fuse(&[a.clone(), b.clone()]), fuse_weighted(&[a, b], &[1.0, 1.0]));
     }
 }

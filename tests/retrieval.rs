@@ -1,6 +1,9 @@
 //! Retrieval for rag and hybrid: a one-sentence needle inside a long document is found by the lexical
-//! and fused rankings, whatever the depth, and kept alone by a relevance floor; the option is accepted from
-//! SQL and rejected when unknown.
+//! and fused rankings, whatever the depth, and kept alone by a relevance floor; a weak answer to a
+//! two-hop question is read again from a second hop that finds the fact sharing only a name with the
+//! first (in paragraphs about one subject each; in running text the hop tends to find the best chunk's
+//! neighbours instead, see reports/answer_rules.md); the options are accepted from SQL and rejected when
+//! unknown.
 
 mod common;
 
@@ -38,6 +41,8 @@ fn needles_are_retrieved_at_every_depth() {
                 top_k: 2,
                 retrieval,
                 min_relevance: 0.0,
+                // The first retrieval's choice is what this test checks.
+                second_hop: false,
                 ..Default::default()
             };
             let answer = engine.ask(&reader, &doc, question, &options).unwrap();
@@ -57,6 +62,82 @@ fn needles_are_retrieved_at_every_depth() {
             );
         }
     }
+}
+
+/// Paragraphs about one subject each, as in HotpotQA's contexts (the second hop was chosen there).
+const ENCYCLOPEDIA: [&str; 12] = [
+    "Night Harbour is a 1958 Norwegian drama film directed by Erik Solberg. The film starred Ada Lindqvist as \
+     a lighthouse keeper's daughter who waits for her brother to return from the sea. It was shot on the coast \
+     near Trondheim and opened the Oslo film festival.",
+    "The Vistula is the longest river in Poland, flowing some 1,047 kilometres from the Beskids to the Baltic \
+     Sea at Gdansk. Its basin covers more than half of the country.",
+    "Marie Curie was a physicist and chemist who conducted pioneering research on radioactivity. She was the \
+     first woman to win a Nobel Prize and the only person to win it in two sciences.",
+    "The Great Barrier Reef is the world's largest coral reef system, composed of over 2,900 individual reefs \
+     off the coast of Queensland, Australia. It can be seen from outer space.",
+    "Johann Sebastian Bach was a German composer of the Baroque period, known for the Brandenburg Concertos, \
+     the Mass in B minor and the Goldberg Variations. He worked in Leipzig for 27 years.",
+    "The Andes are the longest continental mountain range in the world, stretching along the western edge of \
+     South America through seven countries, from Venezuela to Argentina.",
+    "Ada Lindqvist (1931-2004) was a Norwegian actress of stage and screen. Lindqvist was born in the fishing \
+     town of Kolvereid and trained at the National Theatre school in Oslo before her first screen role.",
+    "The Rosetta Stone is a granodiorite stele inscribed with a decree issued in Memphis in 196 BC. Its three \
+     scripts were the key to deciphering Egyptian hieroglyphs.",
+    "Kraków was the capital of Poland until 1596. Its old town, with the Wawel castle and the market square, \
+     was among the first sites on the UNESCO World Heritage list.",
+    "The tuatara is a reptile endemic to New Zealand. Although it resembles most lizards, it is part of a \
+     distinct lineage, the order Rhynchocephalia.",
+    "Ernest Rutherford was a New Zealand physicist who discovered the atomic nucleus in 1911, by firing alpha \
+     particles at a thin sheet of gold foil in Manchester.",
+    "The Trans-Siberian Railway connects Moscow with Vladivostok on the Sea of Japan. At 9,289 kilometres it \
+     is the longest railway line in the world.",
+];
+
+#[test]
+fn a_weak_answer_is_read_again_from_a_second_hop() {
+    let engine = common::engine();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = e2llm::store::Store::open(&dir.path().join("t.db")).unwrap();
+    // The film and its star, far apart, share only her name; the question names the film, not her.
+    let path = dir.path().join("two-hop.txt");
+    std::fs::write(&path, ENCYCLOPEDIA.join("\n\n")).unwrap();
+    e2llm::compress::compress(
+        engine,
+        e2llm::compress::Target::Database(&mut store),
+        std::slice::from_ref(&path),
+        &Default::default(),
+    )
+    .unwrap();
+    let reader = store.reader();
+    let doc = path.to_string_lossy();
+    let chunks = reader.chunks(&reader.document(&doc).unwrap()).unwrap();
+    let holding = |words: &str| (0..chunks.texts.len()).find(|&i| chunks.texts[i].contains(words)).unwrap();
+    let (film_chunk, star_chunk) = (holding("The film starred Ada"), holding("born in the fishing"));
+    assert_ne!(film_chunk, star_chunk);
+    let question = "What is the birthplace of the star of the film Night Harbour?";
+    // No answer token at all: an empty answer quotes nothing, the weakest answer there is.
+    let options = AskOptions { mode: Mode::Rag, max_new_tokens: 0, ..Default::default() };
+    let one_hop = engine.ask(&reader, &doc, question, &AskOptions { second_hop: false, ..options.clone() }).unwrap();
+    assert!(!one_hop.second_hop);
+    assert!(one_hop.chunks.contains(&film_chunk) && !one_hop.chunks.contains(&star_chunk), "{:?}", one_hop.chunks);
+    let two_hops = engine.ask(&reader, &doc, question, &options).unwrap();
+    assert!(two_hops.second_hop, "an empty answer is read again: {:?} then {:?}", one_hop.chunks, two_hops.chunks);
+    assert!(
+        two_hops.chunks.contains(&film_chunk) && two_hops.chunks.contains(&star_chunk),
+        "the second hop reads both: {:?} (film {film_chunk}, star {star_chunk})",
+        two_hops.chunks
+    );
+    // Compressed reads no retrieved text: no second hop whatever the answer.
+    let compressed = AskOptions { mode: Mode::Compressed, ..options };
+    assert!(!engine.ask(&reader, &doc, question, &compressed).unwrap().second_hop);
+}
+
+#[test]
+fn second_hop_option_from_sql() {
+    assert!(e2llm::sql::parse_options(None).unwrap().second_hop, "on by default");
+    assert!(!e2llm::sql::parse_options(Some(r#"{"second_hop": false}"#)).unwrap().second_hop);
+    let message = e2llm::sql::parse_options(Some(r#"{"second_hop": "twice"}"#)).unwrap_err().to_string();
+    assert!(message.contains("second_hop"), "{message}");
 }
 
 #[test]

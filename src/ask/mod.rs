@@ -8,7 +8,7 @@
 //! - `question-only`: no document (a baseline for evaluation).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 mod evidence;
 mod options;
@@ -21,7 +21,7 @@ pub use options::{
 };
 pub use prompt::{Prompt, PromptPart};
 
-use crate::decode::{GenerateOptions, Piece};
+use crate::decode::{yes_or_no, GenerateOptions, Generation, Piece};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::lexical;
@@ -38,6 +38,10 @@ const MAX_QUESTION_BYTES: usize = 16 * 1024;
 /// Window room kept for the question whatever its length, so the document's cut is the same for
 /// all questions up to this many tokens.
 pub const QUESTION_RESERVE: usize = 128;
+/// Rank-fusion weights of the second hop's retrieval (`AskOptions::second_hop`): the hop's BM25
+/// ranking 2, the question's BM25 ranking 1, its cosine ranking 0.5 (fixed before measuring).
+const SECOND_HOP_WEIGHT: f64 = 2.0;
+const SECOND_HOP_DENSE_WEIGHT: f64 = 0.5;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Answer {
@@ -51,6 +55,10 @@ pub struct Answer {
     /// instead. A sign for the user that the answer is the text's likeliest span, not the decoder's
     /// free reading.
     pub replaced_answer: Option<String>,
+    /// The first reading's answer was weak (no evidence in the text read, or replaced by the extractive
+    /// fallback) and this one comes from a second retrieval hop (`AskOptions::second_hop`); `chunks` are
+    /// the second reading's.
+    pub second_hop: bool,
     pub mode: Mode,
     pub doc_id: String,
     /// Decoder input positions (text tokens + soft tokens).
@@ -75,6 +83,24 @@ pub struct Answer {
     /// The prompt as the decoder read it, piece by piece (`show_prompt`): what training must match.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<Vec<PromptPart>>,
+}
+
+/// One reading of a question: what `Engine::read` generated and from which chunks.
+struct Reading {
+    generation: Generation,
+    evidence: Option<Evidence>,
+    selected: Vec<usize>,
+    truncated: bool,
+    shown: Option<Vec<PromptPart>>,
+    ttft: Duration,
+}
+
+impl Reading {
+    /// An answer the text read does not support: it quotes nothing of it (a bare yes or no excepted),
+    /// or the extractive fallback replaced the decoder's own answer.
+    fn weak(&self) -> bool {
+        self.generation.replaced.is_some() || (self.evidence.is_none() && !yes_or_no(&self.generation.text))
+    }
 }
 
 impl Engine {
@@ -118,18 +144,6 @@ impl Engine {
             )));
         }
 
-        let mut context = match mode {
-            Mode::QuestionOnly => None,
-            _ => Some(self.context(&document, store, question, options, budget)?),
-        };
-        let (selected, truncated, text) = context
-            .as_mut()
-            .map(|c| (std::mem::take(&mut c.selected), c.truncated, std::mem::take(&mut c.text)))
-            .unwrap_or_default();
-        let (texts, read) = context
-            .as_mut()
-            .map(|c| (std::mem::take(&mut c.chunk_texts), std::mem::take(&mut c.read)))
-            .unwrap_or_default();
         // Counted in the time to the first token: the question alone, prefilled for the yes/no prior
         // (not for extractive decoding, whose first token the prior does not choose).
         let calibrate = options.calibrate_yes_no && !options.extractive && mode != Mode::QuestionOnly;
@@ -138,7 +152,65 @@ impl Engine {
         } else {
             None
         };
-        let prompt = layout(template, context, question_ids);
+        let context = match mode {
+            Mode::QuestionOnly => None,
+            _ => Some(self.context(&document, store, question, options, budget, None)?),
+        };
+        let best = context.as_ref().and_then(|c| c.best);
+        let mut reading = self.read(context, &question_ids, question, options, yes_no_prior.clone(), started)?;
+        let mut second_hop = false;
+        if let Some(best) = best.filter(|_| options.second_hop_applies() && reading.weak()) {
+            let context = self.context(&document, store, question, options, budget, Some(best))?;
+            if context.selected != reading.selected {
+                reading = self.read(Some(context), &question_ids, question, options, yes_no_prior, started)?;
+                second_hop = true;
+            }
+        }
+        let generation = reading.generation;
+        Ok(Answer {
+            evidence: reading.evidence,
+            answer: generation.text,
+            replaced_answer: generation.replaced,
+            second_hop,
+            mode,
+            doc_id: doc_id.to_string(),
+            prompt_tokens: generation.prompt_tokens,
+            generated_tokens: generation.token_ids.len(),
+            ttft_ms: reading.ttft.as_secs_f64() * 1e3,
+            total_ms: started.elapsed().as_secs_f64() * 1e3,
+            load_ms,
+            chunks: reading.selected,
+            truncated: reading.truncated,
+            prefix_cache_hit: generation.prefix_cache_hit,
+            provider: decoder.provider().to_string(),
+            precision: decoder.precision().to_string(),
+            prompt: reading.shown,
+        })
+    }
+
+    /// One reading of the question: the prompt from `context` (none for question-only), the answer
+    /// generated from it and where its evidence is. `ttft` counts from `started`.
+    fn read(
+        &self,
+        mut context: Option<Context>,
+        question_ids: &[u32],
+        question: &str,
+        options: &AskOptions,
+        yes_no_prior: Option<Vec<f32>>,
+        started: Instant,
+    ) -> Result<Reading> {
+        let decoder = self.decoder()?;
+        let template = &self.manifest().prompt;
+        let mode = options.mode;
+        let (selected, truncated, text) = context
+            .as_mut()
+            .map(|c| (std::mem::take(&mut c.selected), c.truncated, std::mem::take(&mut c.text)))
+            .unwrap_or_default();
+        let (texts, read) = context
+            .as_mut()
+            .map(|c| (std::mem::take(&mut c.chunk_texts), std::mem::take(&mut c.read)))
+            .unwrap_or_default();
+        let prompt = layout(template, context, question_ids.to_vec());
         let shown = if options.show_prompt { Some(describe(&decoder, &prompt.pieces())?) } else { None };
         let before_generation = started.elapsed();
         let mut generate = GenerateOptions::new(options.max_new_tokens);
@@ -156,23 +228,13 @@ impl Engine {
         } else {
             decoder.generate(&prompt.pieces(), &generate)?
         };
-        Ok(Answer {
+        Ok(Reading {
             evidence: evidence::find(&generation.text, &texts, &read),
-            answer: generation.text,
-            replaced_answer: generation.replaced,
-            mode,
-            doc_id: doc_id.to_string(),
-            prompt_tokens: generation.prompt_tokens,
-            generated_tokens: generation.token_ids.len(),
-            ttft_ms: (before_generation + generation.time_to_first_token).as_secs_f64() * 1e3,
-            total_ms: started.elapsed().as_secs_f64() * 1e3,
-            load_ms,
-            chunks: selected,
+            ttft: before_generation + generation.time_to_first_token,
+            generation,
+            selected,
             truncated,
-            prefix_cache_hit: generation.prefix_cache_hit,
-            provider: decoder.provider().to_string(),
-            precision: decoder.precision().to_string(),
-            prompt: shown,
+            shown,
         })
     }
 
@@ -185,13 +247,17 @@ impl Engine {
         question: &str,
         options: &AskOptions,
         mut budget: usize,
+        hop_from: Option<usize>,
     ) -> Result<Context> {
         let decoder = self.decoder()?;
         let template = &self.manifest().prompt;
         let chunks = store.chunks(document)?;
         let mut context = Context::default();
         if options.mode.retrieves_text() {
-            context.selected = self.retrieve(document, &chunks, question, options, store)?;
+            let mut order = self.retrieve(document, &chunks, question, options, store, hop_from)?;
+            context.best = order.first().copied();
+            order.sort_unstable();
+            context.selected = order;
         }
         if options.mode.uses_adapter() {
             let adapter = self.adapter(&options.mode.name())?;
@@ -276,7 +342,9 @@ impl Engine {
         let chosen: Vec<usize> = if chunks.texts.len() <= options.memory_chunks {
             (0..chunks.texts.len()).collect()
         } else {
-            self.retrieve(document, chunks, question, options, store)?
+            let mut order = self.retrieve(document, chunks, question, options, store, None)?;
+            order.sort_unstable();
+            order
         };
         let shape = MemoryShape::of(&self.manifest().decoder);
         let mut parts = Vec::with_capacity(chosen.len());
@@ -297,7 +365,9 @@ impl Engine {
 
     /// The chunks that best match the question under `options.retrieval`, as many as the mode reads,
     /// less those below its relevance floor (see `AskOptions::retrieval_budget`,
-    /// `lexical::keep_relevant`), in document order.
+    /// `lexical::keep_relevant`), best first. With `hop_from` (the first reading's best chunk), the second
+    /// hop (`AskOptions::second_hop`): a third ranking, BM25 of the question with that chunk's words
+    /// (`lexical::second_hop`), fused with the others and weighted above them.
     fn retrieve(
         &self,
         document: &DocumentRow,
@@ -305,6 +375,7 @@ impl Engine {
         question: &str,
         options: &AskOptions,
         store: &Reader<'_>,
+        hop_from: Option<usize>,
     ) -> Result<Vec<usize>> {
         let dense = || -> Result<Vec<f64>> {
             let encoder = self.encoder()?;
@@ -312,21 +383,37 @@ impl Engine {
             let query = encoder.embed(&[question], 1)?;
             Ok(chunks.vectors.chunks_exact(chunks.dim).map(|row| vector::dot(query.row(0), row) as f64).collect())
         };
-        let scorings = match options.retrieval {
+        let mut scorings = match options.retrieval {
             Retrieval::Dense => vec![dense()?],
             Retrieval::Lexical => vec![lexical::bm25(question, &chunks.texts)],
             Retrieval::Fused => vec![dense()?, lexical::bm25(question, &chunks.texts)],
         };
         let (top_k, min_relevance) = options.retrieval_budget();
-        let mut order = match scorings.as_slice() {
-            [one] => lexical::best_first(one),
-            several => lexical::best_first(&lexical::fuse(several)),
+        // The relevance floor judges by the question's scorings, and by the hop's without the best
+        // chunk (which matches its own words most: it always stays, as the first of the order).
+        let mut floor = scorings.clone();
+        let fused = match hop_from {
+            Some(best) => {
+                let hop = lexical::second_hop(question, &chunks.texts, best);
+                let mut judged = hop.clone();
+                judged[best] = 0.0;
+                floor.push(judged);
+                let mut weights = vec![1.0; scorings.len()];
+                if options.retrieval == Retrieval::Fused {
+                    weights[0] = SECOND_HOP_DENSE_WEIGHT;
+                }
+                weights.push(SECOND_HOP_WEIGHT);
+                scorings.push(hop);
+                lexical::fuse_weighted(&scorings, &weights)
+            }
+            None if scorings.len() == 1 => scorings.remove(0),
+            None => lexical::fuse(&scorings),
         };
+        let mut order = lexical::best_first(&fused);
         order.truncate(top_k);
         if min_relevance > 0.0 {
-            order = lexical::keep_relevant(&scorings, &order, min_relevance);
+            order = lexical::keep_relevant(&floor, &order, min_relevance);
         }
-        order.sort_unstable();
         Ok(order)
     }
 }

@@ -27,6 +27,8 @@ pub(super) struct Context {
     pub(super) memory: Option<Piece>,
     /// Chunks whose text was retrieved (or whose memory is read), in document order.
     pub(super) selected: Vec<usize>,
+    /// The chunk retrieval ranked first (rag, hybrid): where a second hop starts from.
+    pub(super) best: Option<usize>,
     pub(super) truncated: bool,
     /// The context's text as the decoder reads it (filled for extractive decoding and whole numbers).
     pub(super) text: String,

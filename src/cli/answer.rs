@@ -58,6 +58,9 @@ pub fn ask(args: AskArgs) -> Result<ExitCode> {
                 if let Some(own) = &answer.replaced_answer {
                     println!("  {}", describe_replaced(own));
                 }
+                if answer.second_hop {
+                    println!("  {}", describe_second_hop(&answer.chunks));
+                }
             }
         }
     }
@@ -76,6 +79,15 @@ fn describe_evidence(evidence: Option<&Evidence>) -> String {
 /// One line on an answer the extractive fallback copied from the text.
 fn describe_replaced(own: &str) -> String {
     format!("copied from the text: the decoder's own answer, \"{own}\", has a word the text it read lacks")
+}
+
+/// One line on an answer read from a second retrieval hop.
+fn describe_second_hop(chunks: &[usize]) -> String {
+    let chunks: Vec<String> = chunks.iter().map(usize::to_string).collect();
+    format!(
+        "second hop: the first reading's answer had no support in the text it read; this one read chunks {}",
+        chunks.join(", ")
+    )
 }
 
 #[derive(Args)]
@@ -136,7 +148,7 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
 fn summary_line(s: &EvalSummary) -> String {
     format!(
         "mode {}: {} questions ({} errors): exact match {:.3}, F1 {:.3}, answer contained {:.3}; with evidence {:.3} \
-         (F1 {:.3}; without {:.3}); copied answers {:.3} (F1 {:.3}); prompt tokens {:.0} mean; ttft p50 {:.0} ms p90 {:.0} ms; total p50 {:.0} ms p90 \
+         (F1 {:.3}; without {:.3}); copied answers {:.3} (F1 {:.3}); second hops {:.3} (F1 {:.3}); prompt tokens {:.0} mean; ttft p50 {:.0} ms p90 {:.0} ms; total p50 {:.0} ms p90 \
          {:.0} ms p99 {:.0} ms",
         s.mode,
         s.questions,
@@ -149,6 +161,8 @@ fn summary_line(s: &EvalSummary) -> String {
         s.f1_without_evidence,
         s.replaced,
         s.f1_replaced,
+        s.second_hop,
+        s.f1_second_hop,
         s.mean_prompt_tokens,
         s.ttft_ms_p50,
         s.ttft_ms_p90,
@@ -177,13 +191,18 @@ mod tests {
             f1_without_evidence: 0.025,
             replaced: 0.05,
             f1_replaced: 0.2,
+            second_hop: 0.125,
+            f1_second_hop: 0.25,
             ttft_ms_p50: 700.0,
             ..EvalSummary::default()
         };
         let line = summary_line(&summary);
         assert!(line.starts_with("mode hybrid: 10 questions (1 errors): exact match 0.100, F1 0.250"), "{line}");
         assert!(line.contains("answer contained 0.300; with evidence 0.600 (F1 0.400; without 0.025)"), "{line}");
-        assert!(line.contains("without 0.025); copied answers 0.050 (F1 0.200)"), "{line}");
+        assert!(
+            line.contains("without 0.025); copied answers 0.050 (F1 0.200); second hops 0.125 (F1 0.250)"),
+            "{line}"
+        );
         assert!(line.contains("prompt tokens 600 mean; ttft p50 700 ms"), "{line}");
     }
 
@@ -198,6 +217,10 @@ mod tests {
         assert_eq!(
             describe_replaced("Riga"),
             "copied from the text: the decoder's own answer, \"Riga\", has a word the text it read lacks"
+        );
+        assert_eq!(
+            describe_second_hop(&[2, 7]),
+            "second hop: the first reading's answer had no support in the text it read; this one read chunks 2, 7"
         );
     }
 }

@@ -96,6 +96,11 @@ pub struct AnswerArgs {
     /// chunk's dense or BM25 score (0: keep all top-k).
     #[arg(long, default_value_t = DEFAULT_MIN_RELEVANCE)]
     pub min_relevance: f64,
+    /// Answer from the first retrieval only (by default, in rag and hybrid, an answer that quotes
+    /// nothing of the text read, or that was replaced by a copy, is answered again from a second
+    /// retrieval hop: BM25 of the question with the best chunk's words).
+    #[arg(long)]
+    pub one_hop: bool,
 }
 
 impl AnswerArgs {
@@ -115,6 +120,7 @@ impl AnswerArgs {
             avoid_repeating: !self.allow_repeating,
             extractive_fallback: !self.keep_unquoted,
             min_relevance: self.min_relevance,
+            second_hop: !self.one_hop,
             ..AskOptions::default()
         }
     }
