@@ -57,7 +57,7 @@ pub struct Answer {
     pub replaced_answer: Option<String>,
     /// The first reading's answer was weak (no evidence in the text read, or replaced by the extractive
     /// fallback) and this one comes from a second retrieval hop (`AskOptions::second_hop`); `chunks` are
-    /// the second reading's.
+    /// the second reading's, and `ttft_ms` runs to the second answer's first token (both readings).
     pub second_hop: bool,
     pub mode: Mode,
     pub doc_id: String,
