@@ -389,8 +389,8 @@ impl Engine {
             Retrieval::Fused => vec![dense()?, lexical::bm25(question, &chunks.texts)],
         };
         let (top_k, min_relevance) = options.retrieval_budget();
-        // The relevance floor judges by the question's scorings, and by the hop's without the best
-        // chunk (which matches its own words most: it always stays, as the first of the order).
+        // The relevance floor judges by the question's scorings, and by the hop's with the best chunk's
+        // own score left out (it matches its own words most, and would raise the bar for all others).
         let mut floor = scorings.clone();
         let fused = match hop_from {
             Some(best) => {
