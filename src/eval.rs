@@ -311,6 +311,14 @@ mod tests {
         let copied = Scored { replaced_answer: Some("Riga".into()), ..scored(0.5, true) };
         let summary = summarize("rag", &[copied, scored(1.0, true), scored(0.0, false), scored(0.0, false)]);
         assert_eq!((summary.replaced, summary.f1_replaced), (0.25, 0.5));
+        assert_eq!((summary.second_hop, summary.f1_second_hop), (0.0, 0.0));
+    }
+
+    #[test]
+    fn the_summary_counts_second_hops_apart() {
+        let reread = |f1| Scored { second_hop: true, ..scored(f1, true) };
+        let summary = summarize("hybrid", &[reread(1.0), reread(0.0), scored(0.5, true), scored(0.5, false)]);
+        assert_eq!((summary.second_hop, summary.f1_second_hop), (0.5, 0.5));
     }
 
     #[test]
