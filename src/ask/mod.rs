@@ -389,12 +389,20 @@ impl Engine {
             Retrieval::Fused => vec![dense()?, lexical::bm25(question, &chunks.texts)],
         };
         let (top_k, min_relevance) = options.retrieval_budget();
-        // The relevance floor judges by the question's scorings, and by the hop's with the best chunk's
-        // own score left out (it matches its own words most, and would raise the bar for all others).
-        let mut floor = scorings.clone();
-        let fused = match hop_from {
+        let (mut order, floor) = match hop_from {
+            None => {
+                let order = match scorings.as_slice() {
+                    [one] => lexical::best_first(one),
+                    several => lexical::best_first(&lexical::fuse(several)),
+                };
+                (order, scorings)
+            }
             Some(best) => {
                 let hop = lexical::second_hop(question, &chunks.texts, best);
+                // The relevance floor judges by the question's scorings, and by the hop's with the best
+                // chunk's own score left out (it matches its own words most, and would raise the bar for
+                // all others).
+                let mut floor = scorings.clone();
                 let mut judged = hop.clone();
                 judged[best] = 0.0;
                 floor.push(judged);
@@ -404,12 +412,9 @@ impl Engine {
                 }
                 weights.push(SECOND_HOP_WEIGHT);
                 scorings.push(hop);
-                lexical::fuse_weighted(&scorings, &weights)
+                (lexical::best_first(&lexical::fuse_weighted(&scorings, &weights)), floor)
             }
-            None if scorings.len() == 1 => scorings.remove(0),
-            None => lexical::fuse(&scorings),
         };
-        let mut order = lexical::best_first(&fused);
         order.truncate(top_k);
         if min_relevance > 0.0 {
             order = lexical::keep_relevant(&floor, &order, min_relevance);
