@@ -34,6 +34,22 @@ pub(super) fn find(answer: &str, texts: &[String], read: &[usize]) -> Option<Evi
     })
 }
 
+/// True when every word of `answer` is a word of one sentence of a chunk the prompt read (`read`), in
+/// any order: the text read supports an answer worded otherwise ("the Congress of the Seventy-seventh
+/// Congress" from "Members of the Seventy-seventh Congress"), which [`find`] does not accept as a quote.
+/// False for an answer without words.
+pub(super) fn words_in_one_read_sentence(answer: &str, texts: &[String], read: &[usize]) -> bool {
+    let wanted = words(answer);
+    let wanted: Vec<&str> = wanted.split_whitespace().collect();
+    !wanted.is_empty()
+        && read.iter().filter_map(|&i| texts.get(i)).any(|text| {
+            sentences(text).any(|s| {
+                let have = words(s);
+                wanted.iter().all(|w| have.contains(&format!(" {w} ")))
+            })
+        })
+}
+
 /// The text cut after each `.`, `!` or `?` that whitespace follows, and at line breaks; pieces
 /// without letters or digits are skipped.
 fn sentences(text: &str) -> impl Iterator<Item = &str> {
@@ -87,6 +103,20 @@ mod tests {
         assert!(find("Yes", &[String::from("Yes, it was.")], &[0]).is_none());
         // A chunk index beyond the document is ignored.
         assert!(find("1835", &texts(), &[7]).is_some_and(|e| e.chunk == 0 && !e.read));
+    }
+
+    #[test]
+    fn an_answer_worded_otherwise_is_supported_when_one_read_sentence_holds_its_words() {
+        let texts = texts();
+        assert!(words_in_one_read_sentence("Telford, Thomas", &texts, &[0]));
+        assert!(words_in_one_read_sentence("the canal opened", &texts, &[0]));
+        // The words must share one sentence, of a chunk that was read, as whole words.
+        assert!(!words_in_one_read_sentence("Telford opened", &texts, &[0, 1]));
+        assert!(!words_in_one_read_sentence("Shropshire canal", &texts, &[0]));
+        assert!(words_in_one_read_sentence("Shropshire canal", &texts, &[0, 1]));
+        assert!(!words_in_one_read_sentence("Telf", &texts, &[0, 1]));
+        assert!(!words_in_one_read_sentence(" ?! ", &texts, &[0, 1]));
+        assert!(!words_in_one_read_sentence("1835", &texts, &[7]));
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use options::{
 };
 pub use prompt::{Prompt, PromptPart};
 
-use crate::decode::{yes_or_no, GenerateOptions, Generation, Piece};
+use crate::decode::{repeats, words, yes_or_no, GenerateOptions, Generation, Piece};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::lexical;
@@ -89,18 +89,23 @@ pub struct Answer {
 struct Reading {
     generation: Generation,
     evidence: Option<Evidence>,
+    /// See [`weak`].
+    weak: bool,
     selected: Vec<usize>,
     truncated: bool,
     shown: Option<Vec<PromptPart>>,
     ttft: Duration,
 }
 
-impl Reading {
-    /// An answer the text read does not support: it quotes nothing of it (a bare yes or no excepted),
-    /// or the extractive fallback replaced the decoder's own answer.
-    fn weak(&self) -> bool {
-        self.generation.replaced.is_some() || (self.evidence.is_none() && !yes_or_no(&self.generation.text))
-    }
+/// An answer the text read does not support, which the second hop reads again for: the extractive
+/// fallback replaced the decoder's own answer; or it only repeats words of a question that offers no
+/// choice (after `avoid_repeating`'s retries); or, a bare yes or no excepted, it quotes nothing of the
+/// document (no `evidence`) and no sentence of the text read holds all its words in another order.
+fn weak(answer: &str, replaced: bool, evidence: Option<&Evidence>, question: &str, texts: &[String], read: &[usize]) -> bool {
+    let supported = evidence.is_some()
+        || yes_or_no(answer)
+        || evidence::words_in_one_read_sentence(answer, texts, read);
+    replaced || (!offers_choice(question) && repeats(answer, &words(question))) || !supported
 }
 
 impl Engine {
@@ -152,15 +157,20 @@ impl Engine {
         } else {
             None
         };
-        let context = match mode {
+        let source = match mode {
             Mode::QuestionOnly => None,
-            _ => Some(self.context(&document, store, question, options, budget, None)?),
+            _ => Some(self.source(&document, store, question, options)?),
+        };
+        let context = match &source {
+            Some(source) => Some(self.context(source, store, question, options, budget, None)?),
+            None => None,
         };
         let best = context.as_ref().and_then(|c| c.best);
         let mut reading = self.read(context, &question_ids, question, options, yes_no_prior.clone(), started)?;
         let mut second_hop = false;
-        if let Some(best) = best.filter(|_| options.second_hop_applies() && reading.weak()) {
-            let context = self.context(&document, store, question, options, budget, Some(best))?;
+        let hop = best.filter(|_| options.second_hop_applies() && reading.weak).zip(source.as_ref());
+        if let Some((best, source)) = hop {
+            let context = self.context(source, store, question, options, budget, Some(best))?;
             if context.selected != reading.selected {
                 reading = self.read(Some(context), &question_ids, question, options, yes_no_prior, started)?;
                 second_hop = true;
@@ -228,8 +238,10 @@ impl Engine {
         } else {
             decoder.generate(&prompt.pieces(), &generate)?
         };
+        let evidence = evidence::find(&generation.text, &texts, &read);
         Ok(Reading {
-            evidence: evidence::find(&generation.text, &texts, &read),
+            weak: weak(&generation.text, generation.replaced.is_some(), evidence.as_ref(), question, &texts, &read),
+            evidence,
             ttft: before_generation + generation.time_to_first_token,
             generation,
             selected,
@@ -238,11 +250,29 @@ impl Engine {
         })
     }
 
+    /// The document's stored chunks and, in the modes that retrieve text, the question's scores of them:
+    /// loaded once per question, for both readings of a second hop.
+    fn source<'d>(
+        &self,
+        document: &'d DocumentRow,
+        store: &Reader<'_>,
+        question: &str,
+        options: &AskOptions,
+    ) -> Result<Source<'d>> {
+        let chunks = store.chunks(document)?;
+        let scorings = if options.mode.retrieves_text() {
+            self.scorings(document, &chunks, question, options, store)?
+        } else {
+            Vec::new()
+        };
+        Ok(Source { document, chunks, scorings })
+    }
+
     /// The document's part of the prompt in `options.mode` (any mode but question-only), within
     /// `budget` positions: the one place that decides what each mode reads.
     fn context(
         &self,
-        document: &DocumentRow,
+        source: &Source<'_>,
         store: &Reader<'_>,
         question: &str,
         options: &AskOptions,
@@ -251,10 +281,10 @@ impl Engine {
     ) -> Result<Context> {
         let decoder = self.decoder()?;
         let template = &self.manifest().prompt;
-        let chunks = store.chunks(document)?;
+        let (document, chunks) = (source.document, &source.chunks);
         let mut context = Context::default();
         if options.mode.retrieves_text() {
-            let mut order = self.retrieve(document, &chunks, question, options, store, hop_from)?;
+            let mut order = retrieve(&source.scorings, &chunks.texts, question, options, hop_from);
             context.best = order.first().copied();
             order.sort_unstable();
             context.selected = order;
@@ -285,9 +315,9 @@ impl Engine {
             }
         }
         if options.mode == Mode::Rcc {
-            context.memory = Some(self.memory(document, &chunks, question, options, store, budget, &mut context)?);
+            context.memory = Some(self.memory(document, chunks, question, options, store, budget, &mut context)?);
             context.read = context.selected.clone();
-            context.chunk_texts = chunks.texts;
+            context.chunk_texts = chunks.texts.clone();
             return Ok(context);
         }
         let text = match options.mode {
@@ -319,7 +349,7 @@ impl Engine {
                 _ => context.per_question.push(Piece::Tokens(ids)),
             }
         }
-        context.chunk_texts = chunks.texts;
+        context.chunk_texts = chunks.texts.clone();
         Ok(context)
     }
 
@@ -342,7 +372,8 @@ impl Engine {
         let chosen: Vec<usize> = if chunks.texts.len() <= options.memory_chunks {
             (0..chunks.texts.len()).collect()
         } else {
-            let mut order = self.retrieve(document, chunks, question, options, store, None)?;
+            let scorings = self.scorings(document, chunks, question, options, store)?;
+            let mut order = retrieve(&scorings, &chunks.texts, question, options, None);
             order.sort_unstable();
             order
         };
@@ -363,64 +394,82 @@ impl Engine {
         Ok(Piece::Memory(Arc::new(Memory::concat(&parts, shape).placed(&spec.rope_inv_freq))))
     }
 
-    /// The chunks that best match the question under `options.retrieval`, as many as the mode reads,
-    /// less those below its relevance floor (see `AskOptions::retrieval_budget`,
-    /// `lexical::keep_relevant`), best first. With `hop_from` (the first reading's best chunk), the second
-    /// hop (`AskOptions::second_hop`): a third ranking, BM25 of the question with that chunk's words
-    /// (`lexical::second_hop`), fused with the others and weighted above them.
-    fn retrieve(
+    /// The question's scores of the document's chunks under `options.retrieval`: cosine of the question's
+    /// embedding (dense), BM25 (lexical), or both (fused).
+    fn scorings(
         &self,
         document: &DocumentRow,
         chunks: &StoredChunks,
         question: &str,
         options: &AskOptions,
         store: &Reader<'_>,
-        hop_from: Option<usize>,
-    ) -> Result<Vec<usize>> {
+    ) -> Result<Vec<Vec<f64>>> {
         let dense = || -> Result<Vec<f64>> {
             let encoder = self.encoder()?;
             check_encoder(document, encoder.fingerprint(), store)?;
             let query = encoder.embed(&[question], 1)?;
             Ok(chunks.vectors.chunks_exact(chunks.dim).map(|row| vector::dot(query.row(0), row) as f64).collect())
         };
-        let mut scorings = match options.retrieval {
+        Ok(match options.retrieval {
             Retrieval::Dense => vec![dense()?],
             Retrieval::Lexical => vec![lexical::bm25(question, &chunks.texts)],
             Retrieval::Fused => vec![dense()?, lexical::bm25(question, &chunks.texts)],
-        };
-        let (top_k, min_relevance) = options.retrieval_budget();
-        let (mut order, floor) = match hop_from {
-            None => {
-                let order = match scorings.as_slice() {
-                    [one] => lexical::best_first(one),
-                    several => lexical::best_first(&lexical::fuse(several)),
-                };
-                (order, scorings)
+        })
+    }
+}
+
+/// A document's stored chunks and the question's `scorings` of them (empty where the mode retrieves no
+/// text), shared by a question's readings.
+struct Source<'d> {
+    document: &'d DocumentRow,
+    chunks: StoredChunks,
+    scorings: Vec<Vec<f64>>,
+}
+
+/// The chunks that best match the question by its `scorings` (`Engine::scorings`), as many as the mode
+/// reads, less those below its relevance floor (see `AskOptions::retrieval_budget`,
+/// `lexical::keep_relevant`), best first. With `hop_from` (the first reading's best chunk), the second
+/// hop (`AskOptions::second_hop`): a third ranking, BM25 of the question with that chunk's words
+/// (`lexical::second_hop`), fused with the others and weighted above them.
+fn retrieve(
+    scorings: &[Vec<f64>],
+    texts: &[String],
+    question: &str,
+    options: &AskOptions,
+    hop_from: Option<usize>,
+) -> Vec<usize> {
+    let (top_k, min_relevance) = options.retrieval_budget();
+    let hop = hop_from.map(|best| (best, lexical::second_hop(question, texts, best)));
+    let mut order = match (&hop, scorings) {
+        (None, [one]) => lexical::best_first(one),
+        (None, several) => lexical::best_first(&lexical::fuse(several)),
+        (Some((_, hop)), _) => {
+            let mut weights = vec![1.0; scorings.len()];
+            if options.retrieval == Retrieval::Fused {
+                weights[0] = SECOND_HOP_DENSE_WEIGHT;
             }
-            Some(best) => {
-                let hop = lexical::second_hop(question, &chunks.texts, best);
+            weights.push(SECOND_HOP_WEIGHT);
+            let mut all = scorings.to_vec();
+            all.push(hop.clone());
+            lexical::best_first(&lexical::fuse_weighted(&all, &weights))
+        }
+    };
+    order.truncate(top_k);
+    if min_relevance > 0.0 {
+        order = match hop {
+            None => lexical::keep_relevant(scorings, &order, min_relevance),
+            Some((best, mut judged)) => {
                 // The relevance floor judges by the question's scorings, and by the hop's with the best
                 // chunk's own score left out (it matches its own words most, and would raise the bar for
                 // all others).
-                let mut floor = scorings.clone();
-                let mut judged = hop.clone();
                 judged[best] = 0.0;
+                let mut floor = scorings.to_vec();
                 floor.push(judged);
-                let mut weights = vec![1.0; scorings.len()];
-                if options.retrieval == Retrieval::Fused {
-                    weights[0] = SECOND_HOP_DENSE_WEIGHT;
-                }
-                weights.push(SECOND_HOP_WEIGHT);
-                scorings.push(hop);
-                (lexical::best_first(&lexical::fuse_weighted(&scorings, &weights)), floor)
+                lexical::keep_relevant(&floor, &order, min_relevance)
             }
         };
-        order.truncate(top_k);
-        if min_relevance > 0.0 {
-            order = lexical::keep_relevant(&floor, &order, min_relevance);
-        }
-        Ok(order)
     }
+    order
 }
 
 /// A question that opens with an auxiliary verb and offers no choice ("Are A and B both ...?"): one
@@ -453,7 +502,33 @@ fn check_encoder(document: &DocumentRow, loaded: &str, store: &Reader<'_>) -> Re
 
 #[cfg(test)]
 mod tests {
-    use super::offers_choice;
+    use super::{evidence, offers_choice, weak};
+
+    #[test]
+    fn an_answer_is_weak_when_the_text_read_does_not_support_it() {
+        let texts = vec![
+            "Mr. President, Mr. Speaker, Members of the Seventy-seventh Congress: I address you.".to_string(),
+            "Findlater Castle sits on a cliff. It was modelled on Roslyn Castle.".to_string(),
+        ];
+        let question = "Which castle was Findlater Castle modelled on?";
+        let judge = |answer: &str, replaced: bool, read: &[usize]| {
+            let found = evidence::find(answer, &texts, read);
+            weak(answer, replaced, found.as_ref(), question, &texts, read)
+        };
+        assert!(!judge("Roslyn Castle", false, &[1]));
+        // The words of one sentence read, worded otherwise.
+        assert!(!judge("the Congress of the Seventy-seventh Congress", false, &[0]));
+        assert!(!judge("No", false, &[0]));
+        // Words of no sentence read, or of two sentences.
+        assert!(judge("Edinburgh Castle", false, &[0, 1]));
+        assert!(judge("Roslyn cliff", false, &[1]));
+        // A copy of the text that replaced the decoder's answer, and an echo of the question.
+        assert!(judge("Roslyn Castle", true, &[1]));
+        assert!(judge("Findlater Castle", false, &[1]));
+        // A question that offers a choice expects its words back.
+        let found = evidence::find("Findlater Castle", &texts, &[1]);
+        assert!(!weak("Findlater Castle", false, found.as_ref(), "Findlater Castle or Roslyn Castle?", &texts, &[1]));
+    }
 
     #[test]
     fn a_question_offers_a_choice_when_it_has_or_as_a_word() {

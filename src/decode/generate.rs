@@ -245,7 +245,7 @@ pub(super) fn keeps_copy(own: &str, copy: &str, text: &str) -> bool {
 
 /// True when `answer` has words and they all appear, in order and adjacent, in `avoided` (given as
 /// [`words`]): the answer repeats the question instead of answering it.
-pub(super) fn repeats(answer: &str, avoided: &str) -> bool {
+pub fn repeats(answer: &str, avoided: &str) -> bool {
     let answer = words(answer);
     answer.len() > 1 && avoided.contains(&answer)
 }

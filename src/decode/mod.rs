@@ -24,11 +24,11 @@ mod generate;
 mod kv;
 
 pub use cache::DEFAULT_PREFIX_CACHE_MB;
-pub use generate::{words, yes_or_no, GenerateOptions, Generation, NUMBER_CONTINUATION};
+pub use generate::{repeats, words, yes_or_no, GenerateOptions, Generation, NUMBER_CONTINUATION};
 
 use cache::{prefix_cache_limit, PrefixCache};
 use generate::{
-    answer_text, ends, invents_words, keeps_copy, next_token, normalise, repeats, End, Sources, Vocabulary,
+    answer_text, ends, invents_words, keeps_copy, next_token, normalise, End, Sources, Vocabulary,
     REPEAT_RETRIES,
 };
 use kv::{capacity_for, CacheShape, KvCache};
