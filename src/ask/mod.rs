@@ -101,10 +101,16 @@ struct Reading {
 /// fallback replaced the decoder's own answer; or it only repeats words of a question that offers no
 /// choice (after `avoid_repeating`'s retries); or, a bare yes or no excepted, it quotes nothing of the
 /// document (no `evidence`) and no sentence of the text read holds all its words in another order.
-fn weak(answer: &str, replaced: bool, evidence: Option<&Evidence>, question: &str, texts: &[String], read: &[usize]) -> bool {
-    let supported = evidence.is_some()
-        || yes_or_no(answer)
-        || evidence::words_in_one_read_sentence(answer, texts, read);
+fn weak(
+    answer: &str,
+    replaced: bool,
+    evidence: Option<&Evidence>,
+    question: &str,
+    texts: &[String],
+    read: &[usize],
+) -> bool {
+    let supported =
+        evidence.is_some() || yes_or_no(answer) || evidence::words_in_one_read_sentence(answer, texts, read);
     replaced || (!offers_choice(question) && repeats(answer, &words(question))) || !supported
 }
 
