@@ -17,37 +17,29 @@ pub struct Evidence {
 
 /// The first sentence that holds the answer's words, in order and adjacent (letters and digits only,
 /// any case): in the chunks the prompt read (`read`, in that order) first, then in the others, in
-/// document order. `None` for an answer without words, a bare "yes" or "no" (not a quote of the text),
-/// or one whose words are nowhere in the document.
+/// document order. Failing that, the first sentence of a chunk read that holds all the answer's words in
+/// another order: the text read supports an answer it words otherwise ("the Congress of the
+/// Seventy-seventh Congress" from "Members of the Seventy-seventh Congress"). `None` for an answer
+/// without words, a bare "yes" or "no" (not a quote of the text), or one that neither holds.
 pub(super) fn find(answer: &str, texts: &[String], read: &[usize]) -> Option<Evidence> {
     let wanted = words(answer);
     if wanted.trim().is_empty() || yes_or_no(answer) {
         return None;
     }
-    let unread = (0..texts.len()).filter(|i| !read.contains(i));
-    read.iter().copied().filter(|&i| i < texts.len()).chain(unread).find_map(|chunk| {
-        sentences(&texts[chunk]).find(|s| words(s).contains(&wanted)).map(|sentence| Evidence {
+    let in_chunk = |chunk: usize, holds: &dyn Fn(&str) -> bool| {
+        sentences(&texts[chunk]).find(|s| holds(&words(s))).map(|sentence| Evidence {
             chunk,
             read: read.contains(&chunk),
             sentence: sentence.trim().to_string(),
         })
+    };
+    let read_chunks = || read.iter().copied().filter(|&i| i < texts.len());
+    let unread = (0..texts.len()).filter(|i| !read.contains(i));
+    let quoted = read_chunks().chain(unread).find_map(|chunk| in_chunk(chunk, &|s| s.contains(&wanted)));
+    quoted.or_else(|| {
+        let terms: Vec<String> = wanted.split_whitespace().map(|w| format!(" {w} ")).collect();
+        read_chunks().find_map(|chunk| in_chunk(chunk, &|s| terms.iter().all(|t| s.contains(t.as_str()))))
     })
-}
-
-/// True when every word of `answer` is a word of one sentence of a chunk the prompt read (`read`), in
-/// any order: the text read supports an answer worded otherwise ("the Congress of the Seventy-seventh
-/// Congress" from "Members of the Seventy-seventh Congress"), which [`find`] does not accept as a quote.
-/// False for an answer without words.
-pub(super) fn words_in_one_read_sentence(answer: &str, texts: &[String], read: &[usize]) -> bool {
-    let wanted = words(answer);
-    let wanted: Vec<&str> = wanted.split_whitespace().collect();
-    !wanted.is_empty()
-        && read.iter().filter_map(|&i| texts.get(i)).any(|text| {
-            sentences(text).any(|s| {
-                let have = words(s);
-                wanted.iter().all(|w| have.contains(&format!(" {w} ")))
-            })
-        })
 }
 
 /// The text cut after each `.`, `!` or `?` that whitespace follows, and at line breaks; pieces
@@ -106,17 +98,19 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_worded_otherwise_is_supported_when_one_read_sentence_holds_its_words() {
+    fn an_answer_worded_otherwise_has_the_read_sentence_that_holds_its_words() {
         let texts = texts();
-        assert!(words_in_one_read_sentence("Telford, Thomas", &texts, &[0]));
-        assert!(words_in_one_read_sentence("the canal opened", &texts, &[0]));
-        // The words must share one sentence, of a chunk that was read, as whole words.
-        assert!(!words_in_one_read_sentence("Telford opened", &texts, &[0, 1]));
-        assert!(!words_in_one_read_sentence("Shropshire canal", &texts, &[0]));
-        assert!(words_in_one_read_sentence("Shropshire canal", &texts, &[0, 1]));
-        assert!(!words_in_one_read_sentence("Telf", &texts, &[0, 1]));
-        assert!(!words_in_one_read_sentence(" ?! ", &texts, &[0, 1]));
-        assert!(!words_in_one_read_sentence("1835", &texts, &[7]));
+        let found = find("Telford, Thomas", &texts, &[0]).unwrap();
+        assert_eq!(found, Evidence { chunk: 0, read: true, sentence: "It was built by Thomas Telford!".into() });
+        assert_eq!(
+            find("canal union", &texts, &[0, 1]).unwrap().sentence,
+            "Later, the Shropshire Union Canal took it over."
+        );
+        // The words must share one sentence of a chunk that was read, as whole words.
+        assert!(find("Telford opened", &texts, &[0, 1]).is_none());
+        assert!(find("canal Shropshire", &texts, &[0]).is_none());
+        assert_eq!(find("canal Shropshire", &texts, &[0, 1]).unwrap().chunk, 1);
+        assert!(find("Telf Thomas", &texts, &[0, 1]).is_none());
     }
 
     #[test]

@@ -99,19 +99,11 @@ struct Reading {
 
 /// An answer the text read does not support, which the second hop reads again for: the extractive
 /// fallback replaced the decoder's own answer; or it only repeats words of a question that offers no
-/// choice (after `avoid_repeating`'s retries); or, a bare yes or no excepted, it quotes nothing of the
-/// document (no `evidence`) and no sentence of the text read holds all its words in another order.
-fn weak(
-    answer: &str,
-    replaced: bool,
-    evidence: Option<&Evidence>,
-    question: &str,
-    texts: &[String],
-    read: &[usize],
-) -> bool {
-    let supported =
-        evidence.is_some() || yes_or_no(answer) || evidence::words_in_one_read_sentence(answer, texts, read);
-    replaced || (!offers_choice(question) && repeats(answer, &words(question))) || !supported
+/// choice (after `avoid_repeating`'s retries); or it has no `evidence` (`evidence::find`: no sentence of
+/// the document quotes it, none of the text read holds its words) and is not a bare yes or no.
+fn weak(answer: &str, replaced: bool, evidence: Option<&Evidence>, question: &str) -> bool {
+    let echoes = !offers_choice(question) && repeats(answer, &words(question));
+    replaced || echoes || (evidence.is_none() && !yes_or_no(answer))
 }
 
 impl Engine {
@@ -246,7 +238,7 @@ impl Engine {
         };
         let evidence = evidence::find(&generation.text, &texts, &read);
         Ok(Reading {
-            weak: weak(&generation.text, generation.replaced.is_some(), evidence.as_ref(), question, &texts, &read),
+            weak: weak(&generation.text, generation.replaced.is_some(), evidence.as_ref(), question),
             evidence,
             ttft: before_generation + generation.time_to_first_token,
             generation,
@@ -519,7 +511,7 @@ mod tests {
         let question = "Which castle was Findlater Castle modelled on?";
         let judge = |answer: &str, replaced: bool, read: &[usize]| {
             let found = evidence::find(answer, &texts, read);
-            weak(answer, replaced, found.as_ref(), question, &texts, read)
+            weak(answer, replaced, found.as_ref(), question)
         };
         assert!(!judge("Roslyn Castle", false, &[1]));
         // The words of one sentence read, worded otherwise.
@@ -533,7 +525,7 @@ mod tests {
         assert!(judge("Findlater Castle", false, &[1]));
         // A question that offers a choice expects its words back.
         let found = evidence::find("Findlater Castle", &texts, &[1]);
-        assert!(!weak("Findlater Castle", false, found.as_ref(), "Findlater Castle or Roslyn Castle?", &texts, &[1]));
+        assert!(!weak("Findlater Castle", false, found.as_ref(), "Findlater Castle or Roslyn Castle?"));
     }
 
     #[test]

@@ -28,8 +28,7 @@ pub use generate::{repeats, words, yes_or_no, GenerateOptions, Generation, NUMBE
 
 use cache::{prefix_cache_limit, PrefixCache};
 use generate::{
-    answer_text, ends, invents_words, keeps_copy, next_token, normalise, End, Sources, Vocabulary,
-    REPEAT_RETRIES,
+    answer_text, ends, invents_words, keeps_copy, next_token, normalise, End, Sources, Vocabulary, REPEAT_RETRIES,
 };
 use kv::{capacity_for, CacheShape, KvCache};
 
