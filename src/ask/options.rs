@@ -139,13 +139,13 @@ pub struct AskOptions {
     /// cannot hold the answer compete with the one that does. 0 keeps all; at most 1. Not applied to the
     /// memories rcc reads (trained on `memory_chunks` of them; not measured there).
     pub min_relevance: f64,
-    /// In the modes that read retrieved text (rag, hybrid): when the answer is weak — it quotes nothing
-    /// of the text read (no evidence, and not a bare yes/no) or the extractive fallback replaced it —
-    /// retrieve again with a second hop and answer from that reading instead (`Answer::second_hop`):
+    /// In the modes that read retrieved text (rag, hybrid): when the answer is weak — no evidence (no
+    /// sentence quotes it, none read holds its words) and not a bare yes/no, or the extractive fallback
+    /// replaced it, or it only repeats a question that offers no choice (`ask::weak`) — retrieve again with a second hop and answer from that reading instead (`Answer::second_hop`):
     /// BM25 of the question together with the first reading's best chunk (`lexical::second_hop`),
     /// fused with the question's own rankings and weighted above them. A two-hop question's answer often
     /// shares no word with the question, only a name with the chunk that matches it. One more prefill
-    /// and generation, on weak answers only (75 of the tuning split's 600 questions in rag; a weak answer
+    /// and generation, on weak answers only (67 of the tuning split's 600 questions in rag; a weak answer
     /// whose second retrieval picks the same chunks is kept without reading again). Chosen on the tuning
     /// split (reports/answer_rules.md): F1 +0.012 [+0.003, +0.022] (rag) and +0.014 [+0.005, +0.024]
     /// (hybrid), EM and answer-contained up by about 0.01 too.
