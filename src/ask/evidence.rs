@@ -42,15 +42,29 @@ pub(super) fn find(answer: &str, texts: &[String], read: &[usize]) -> Option<Evi
     })
 }
 
-/// The text cut after each `.`, `!` or `?` that whitespace follows, and at line breaks; pieces
-/// without letters or digits are skipped.
+/// Titles that a full stop ends without ending the sentence ("Mr. Smith", "St. Mary's"); with initials
+/// ("J. Edward Snyder", "George W. Bush"), see [`sentences`].
+const TITLES: [&str; 20] = [
+    "mr", "mrs", "ms", "dr", "st", "jr", "sr", "mt", "ft", "gen", "col", "lt", "capt", "adm", "rev", "prof", "gov",
+    "sen", "rep", "hon",
+];
+
+/// The text cut after each `.`, `!` or `?` that whitespace follows, and at line breaks — but not after a
+/// full stop that ends an initial (one capital letter) or a title of [`TITLES`], which would cut a name
+/// in two; pieces without letters or digits are skipped.
 fn sentences(text: &str) -> impl Iterator<Item = &str> {
     let mut start = 0;
     let mut cuts = Vec::new();
     let mut chars = text.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
         let next_is_space = chars.peek().is_some_and(|&(_, n)| n.is_whitespace());
-        if c == '\n' || (matches!(c, '.' | '!' | '?') && next_is_space) {
+        let stop = match c {
+            '\n' => true,
+            '!' | '?' => next_is_space,
+            '.' => next_is_space && !abbreviation(&text[start..i]),
+            _ => false,
+        };
+        if stop {
             let end = i + c.len_utf8();
             cuts.push(&text[start..end]);
             start = end;
@@ -58,6 +72,14 @@ fn sentences(text: &str) -> impl Iterator<Item = &str> {
     }
     cuts.push(&text[start..]);
     cuts.into_iter().filter(|s| s.chars().any(char::is_alphanumeric))
+}
+
+/// True when the last word of `before` (the text up to a full stop) is an initial or a title.
+fn abbreviation(before: &str) -> bool {
+    let word = before.rsplit(|c: char| !c.is_alphanumeric()).next().unwrap_or("");
+    let mut letters = word.chars();
+    let initial = matches!((letters.next(), letters.next()), (Some(first), None) if first.is_uppercase());
+    initial || TITLES.iter().any(|t| word.eq_ignore_ascii_case(t))
 }
 
 #[cfg(test)]
@@ -116,7 +138,12 @@ mod tests {
     #[test]
     fn sentences_end_at_stops_before_whitespace_and_at_line_breaks() {
         let cut: Vec<&str> = sentences("Dr. Who. 3.5 m high! Yes?\nEnd").collect();
-        assert_eq!(cut, ["Dr.", " Who.", " 3.5 m high!", " Yes?", "End"]);
+        assert_eq!(cut, ["Dr. Who.", " 3.5 m high!", " Yes?", "End"]);
+        // Initials and titles do not end a sentence; a lower-case one-letter word or another word does.
+        let cut: Vec<&str> = sentences("It was built by J. Edward Snyder. Mr. Smith saw plan b. It rained").collect();
+        assert_eq!(cut, ["It was built by J. Edward Snyder.", " Mr. Smith saw plan b.", " It rained"]);
+        let texts = [String::from("It was built by J. Edward Snyder. It rained.")];
+        assert_eq!(find("J. Edward Snyder", &texts, &[0]).unwrap().sentence, "It was built by J. Edward Snyder.");
         assert_eq!(sentences(" . \n").count(), 0);
     }
 }
