@@ -141,7 +141,8 @@ pub struct AskOptions {
     pub min_relevance: f64,
     /// In the modes that read retrieved text (rag, hybrid): when the answer is weak — no evidence (no
     /// sentence quotes it, none read holds its words) and not a bare yes/no, or the extractive fallback
-    /// replaced it, or it only repeats a question that offers no choice (`ask::weak`) — retrieve again with a second hop and answer from that reading instead (`Answer::second_hop`):
+    /// replaced it, or it only repeats a question that offers no choice (`ask::weak`) — retrieve again
+    /// with a second hop and answer from that reading instead (`Answer::second_hop`):
     /// BM25 of the question together with the first reading's best chunk (`lexical::second_hop`),
     /// fused with the question's own rankings and weighted above them. A two-hop question's answer often
     /// shares no word with the question, only a name with the chunk that matches it. One more prefill
