@@ -88,10 +88,9 @@ pub struct Answer {
 /// One reading of a question: what `Engine::read` generated and from which chunks.
 struct Reading {
     generation: Generation,
-    evidence: Option<Evidence>,
-    /// See [`weak`].
-    weak: bool,
     selected: Vec<usize>,
+    /// Chunks whose text the decoder read whole (`Context::read`): where evidence is looked for first.
+    read: Vec<usize>,
     truncated: bool,
     shown: Option<Vec<PromptPart>>,
     ttft: Duration,
@@ -164,19 +163,25 @@ impl Engine {
             None => None,
         };
         let best = context.as_ref().and_then(|c| c.best);
+        // Evidence is looked for in the document's chunks (none for question-only).
+        let texts = source.as_ref().map_or(&[][..], |s| s.chunks.texts.as_slice());
+        let find = |reading: &Reading| evidence::find(&reading.generation.text, texts, &reading.read);
         let mut reading = self.read(context, &question_ids, question, options, yes_no_prior.clone(), started)?;
+        let mut evidence = find(&reading);
         let mut second_hop = false;
-        let hop = best.filter(|_| options.second_hop_applies() && reading.weak).zip(source.as_ref());
-        if let Some((best, source)) = hop {
+        let generation = &reading.generation;
+        let weak = weak(&generation.text, generation.replaced.is_some(), evidence.as_ref(), question);
+        if let Some((best, source)) = best.filter(|_| options.second_hop_applies() && weak).zip(source.as_ref()) {
             let context = self.context(source, store, question, options, budget, Some(best))?;
             if context.selected != reading.selected {
                 reading = self.read(Some(context), &question_ids, question, options, yes_no_prior, started)?;
+                evidence = find(&reading);
                 second_hop = true;
             }
         }
         let generation = reading.generation;
         Ok(Answer {
-            evidence: reading.evidence,
+            evidence,
             answer: generation.text,
             replaced_answer: generation.replaced,
             second_hop,
@@ -196,8 +201,8 @@ impl Engine {
         })
     }
 
-    /// One reading of the question: the prompt from `context` (none for question-only), the answer
-    /// generated from it and where its evidence is. `ttft` counts from `started`.
+    /// One reading of the question: the prompt from `context` (none for question-only) and the answer
+    /// generated from it. `ttft` counts from `started`.
     fn read(
         &self,
         mut context: Option<Context>,
@@ -214,10 +219,7 @@ impl Engine {
             .as_mut()
             .map(|c| (std::mem::take(&mut c.selected), c.truncated, std::mem::take(&mut c.text)))
             .unwrap_or_default();
-        let (texts, read) = context
-            .as_mut()
-            .map(|c| (std::mem::take(&mut c.chunk_texts), std::mem::take(&mut c.read)))
-            .unwrap_or_default();
+        let read = context.as_mut().map(|c| std::mem::take(&mut c.read)).unwrap_or_default();
         let prompt = layout(template, context, question_ids.to_vec());
         let shown = if options.show_prompt { Some(describe(&decoder, &prompt.pieces())?) } else { None };
         let before_generation = started.elapsed();
@@ -236,13 +238,11 @@ impl Engine {
         } else {
             decoder.generate(&prompt.pieces(), &generate)?
         };
-        let evidence = evidence::find(&generation.text, &texts, &read);
         Ok(Reading {
-            weak: weak(&generation.text, generation.replaced.is_some(), evidence.as_ref(), question),
-            evidence,
             ttft: before_generation + generation.time_to_first_token,
             generation,
             selected,
+            read,
             truncated,
             shown,
         })
@@ -315,7 +315,6 @@ impl Engine {
         if options.mode == Mode::Rcc {
             context.memory = Some(self.memory(document, chunks, question, options, store, budget, &mut context)?);
             context.read = context.selected.clone();
-            context.chunk_texts = chunks.texts.clone();
             return Ok(context);
         }
         let text = match options.mode {
@@ -347,7 +346,6 @@ impl Engine {
                 _ => context.per_question.push(Piece::Tokens(ids)),
             }
         }
-        context.chunk_texts = chunks.texts.clone();
         Ok(context)
     }
 

@@ -32,8 +32,6 @@ pub(super) struct Context {
     pub(super) truncated: bool,
     /// The context's text as the decoder reads it (filled for extractive decoding and whole numbers).
     pub(super) text: String,
-    /// The document's chunk texts, where the answer's evidence is looked for.
-    pub(super) chunk_texts: Vec<String>,
     /// Chunks whose text the decoder reads whole: the retrieved ones (rag, hybrid), those whose memory
     /// it reads (rcc), those that fit the window (full); in document order.
     pub(super) read: Vec<usize>,
