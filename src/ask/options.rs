@@ -146,7 +146,7 @@ pub struct AskOptions {
     /// BM25 of the question together with the first reading's best chunk (`lexical::second_hop`),
     /// fused with the question's own rankings and weighted above them. A two-hop question's answer often
     /// shares no word with the question, only a name with the chunk that matches it. One more prefill
-    /// and generation, on weak answers only (67 of the tuning split's 600 questions in rag; a weak answer
+    /// and generation, on weak answers only (62 of the tuning split's 600 questions in rag; a weak answer
     /// whose second retrieval picks the same chunks is kept without reading again). Chosen on the tuning
     /// split (reports/answer_rules.md): F1 +0.012 [+0.003, +0.022] (rag) and +0.014 [+0.005, +0.024]
     /// (hybrid), EM and answer-contained up by about 0.01 too.

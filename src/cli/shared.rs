@@ -96,8 +96,8 @@ pub struct AnswerArgs {
     /// chunk's dense or BM25 score (0: keep all top-k).
     #[arg(long, default_value_t = DEFAULT_MIN_RELEVANCE)]
     pub min_relevance: f64,
-    /// Answer from the first retrieval only (by default, in rag and hybrid, an answer that quotes
-    /// nothing of the text read, or that was replaced by a copy, is answered again from a second
+    /// Answer from the first retrieval only (by default, in rag and hybrid, a weak answer — no evidence,
+    /// replaced by a copy, or only the question's words again — is answered again from a second
     /// retrieval hop: BM25 of the question with the best chunk's words).
     #[arg(long)]
     pub one_hop: bool,
