@@ -4,8 +4,12 @@ Recall = the answer contains the needle's value. Our own needles (not RULER's, n
 facts' template).
 
     .venv/bin/python bench/niah.py [--lengths 2000 8000 32000] [--depths 0 0.25 0.5 0.75 1] [--needles 2]
+                                   [--distractors N]
 
-Writes reports/niah.md, reports/niah.json and reports/niah.png (one heat map per mode).
+With `--distractors N`, each haystack also holds N like facts about other cities' lighthouses, at
+random places (several keys, one asked for): the reader must take the number of the city asked about,
+not of another. Writes reports/niah.md, reports/niah.json and reports/niah.png (one heat map per mode);
+with distractors, reports/niah_distractors.{md,json,png}.
 """
 
 from __future__ import annotations
@@ -36,14 +40,28 @@ def haystack_paragraphs() -> list[str]:
     return [p.strip() for t in texts for p in t.split("\n") if len(p.split()) > 15]
 
 
-def needle(rng: random.Random) -> tuple[str, str, str]:
-    city, colour = rng.choice(CITIES), rng.choice(COLOURS)
+def needle(rng: random.Random, city: str | None = None) -> tuple[str, str, str]:
+    city, colour = city or rng.choice(CITIES), rng.choice(COLOURS)
     number = rng.randrange(100, 1000)
     return (f"The harbour lighthouse of {city} is painted {colour} and has {number} steps.",
             f"How many steps does the harbour lighthouse of {city} have?", str(number))
 
 
-def build_document(paragraphs: list[str], start: int, tokens: int, depth: float, sentence: str) -> str:
+def needles(rng: random.Random, distractors: int) -> tuple[str, str, str, list[tuple[str, str]]]:
+    """The needle asked about, and `distractors` like facts about other cities (sentence, number)."""
+    cities = rng.sample(CITIES, distractors + 1)
+    sentence, question, answer = needle(rng, cities[0])
+    others = []
+    for city in cities[1:]:
+        other, _, number = needle(rng, city)
+        while number == answer:
+            other, _, number = needle(rng, city)
+        others.append((other, number))
+    return sentence, question, answer, others
+
+
+def build_document(paragraphs: list[str], start: int, tokens: int, depth: float, sentence: str,
+                   others: tuple[str, ...] = (), rng: random.Random | None = None) -> str:
     chosen, words, i = [], 0, start
     target_words = int(tokens / 1.3)  # ~1.3 encoder tokens per word of this English
     while words < target_words:
@@ -51,6 +69,8 @@ def build_document(paragraphs: list[str], start: int, tokens: int, depth: float,
         chosen.append(paragraph)
         words += len(paragraph.split())
         i += 1
+    for other in others:
+        chosen.insert(rng.randrange(len(chosen) + 1), other)
     position = round(depth * len(chosen))
     chosen.insert(position, sentence)
     return "\n\n".join(chosen)
@@ -68,30 +88,40 @@ def main() -> None:
     parser.add_argument("--retrieval", default="fused", choices=["dense", "lexical", "fused"],
                         help="how rag and hybrid choose chunks")
     parser.add_argument("--max-soft-tokens", type=int, default=64, help="compressed and hybrid")
+    parser.add_argument("--distractors", type=int, default=0,
+                        help=f"like facts about other cities in each haystack (at most {len(CITIES) - 1})")
     parser.add_argument("--keep", action="store_true", help="keep the other modes' results in OUT/niah.json")
     parser.add_argument("--work", type=Path, help="keep the database here (reused when it exists)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
     args = parser.parse_args()
+    if not 0 <= args.distractors < len(CITIES):
+        parser.error(f"--distractors must be between 0 and {len(CITIES) - 1}")
     args.out.mkdir(parents=True, exist_ok=True)
+    name = "niah_distractors" if args.distractors else "niah"
     rng = random.Random(0)
     paragraphs = haystack_paragraphs()
     docs, questions = [], []
     for length in args.lengths:
         for depth in args.depths:
             for k in range(args.needles):
-                sentence, question, answer = needle(rng)
+                if args.distractors:
+                    sentence, question, answer, others = needles(rng, args.distractors)
+                else:  # the draws of the runs before distractors existed: the same needles as then
+                    (sentence, question, answer), others = needle(rng), []
                 doc_id = f"niah/{length}/{depth:.2f}/{k}"
-                docs.append({"id": doc_id, "text": build_document(paragraphs, rng.randrange(len(paragraphs)), length,
-                                                                 depth, sentence)})
+                text = build_document(paragraphs, rng.randrange(len(paragraphs)), length, depth, sentence,
+                                      tuple(o for o, _ in others), rng)
+                docs.append({"id": doc_id, "text": text})
                 questions.append({"id": doc_id, "doc_id": doc_id, "question": question, "answers": [answer],
-                                  "length": length, "depth": depth})
-    report: dict = {"lengths": args.lengths, "depths": args.depths, "needles": args.needles, "top_k": args.top_k,
+                                  "length": length, "depth": depth, "others": [n for _, n in others]})
+    report: dict = {"lengths": args.lengths, "depths": args.depths, "needles": args.needles,
+                    "distractors": args.distractors, "top_k": args.top_k,
                     "retrieval": args.retrieval, "max_soft_tokens": args.max_soft_tokens, "modes": {}}
-    previous = args.out / "niah.json"
+    previous = args.out / f"{name}.json"
     if args.keep and previous.is_file():
         # Modes measured earlier on the same grid are kept; the modes asked for are measured again.
         old = json.loads(previous.read_text())
-        if all(old.get(k) == report[k] for k in ("lengths", "depths", "needles")):
+        if all(old.get(k, 0) == report[k] for k in ("lengths", "depths", "needles", "distractors")):
             report["modes"] = {m: r for m, r in old["modes"].items() if m not in args.modes}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -119,6 +149,10 @@ def main() -> None:
                 cell["prompt_tokens"] = max(cell["prompt_tokens"], r["prompt_tokens"])
                 cell["retrieved"] += int(needle_retrieved(connection, q, r["chunks"]))
             result = {"recall": sum(int(r["contained"] > 0) for r in rows) / len(rows), "grid": grid}
+            if args.distractors:
+                # Answers that took another city's number: the reader confused like facts.
+                result["took_other"] = sum(any(n in r["prediction"] for n in q["others"])
+                                           for q, r in zip(questions, rows)) / len(rows)
             # What a missed needle got instead (the first few): tells a reading error from a retrieval miss.
             result["misses"] = [{"length": q["length"], "depth": q["depth"], "question": q["question"],
                                  "expected": q["answers"][0], "answer": r["prediction"],
@@ -128,8 +162,8 @@ def main() -> None:
                 result["retrieved"] = sum(c["retrieved"] for c in grid.values()) / len(rows)
             report["modes"][mode] = result
             print(mode, {k: v for k, v in result.items() if k != "grid"}, flush=True)
-            (args.out / "niah.json").write_text(json.dumps(report, indent=2))
-    write_report(report, args.out)
+            (args.out / f"{name}.json").write_text(json.dumps(report, indent=2))
+    write_report(report, args.out, name)
 
 
 def needle_retrieved(connection: sqlite3.Connection, question: dict, chunks: list[int]) -> bool:
@@ -142,26 +176,33 @@ def needle_retrieved(connection: sqlite3.Connection, question: dict, chunks: lis
     return False
 
 
-def write_report(report: dict, out: Path) -> None:
-    lines = ["# Needle in a haystack", "",
+def write_report(report: dict, out: Path, name: str = "niah") -> None:
+    distractors = report.get("distractors", 0)
+    title = f"Needle in a haystack, {distractors} distractors" if distractors else "Needle in a haystack"
+    lines = [f"# {title}", "",
              f"`bench/niah.py`: {report['documents']['count']} documents ({report['documents']['tokens']} encoder tokens, "
              f"{report['documents']['chunks']} chunks), {report['needles']} needles per cell; recall = the answer contains "
              f"the needle's number. rag/hybrid: top-k {report['top_k']}, retrieval `{report.get('retrieval', 'dense')}`; "
              f"compressed/hybrid: at most {report.get('max_soft_tokens', 'one per chunk')} soft tokens; rcc: the memory of "
              "the 4 chunks retrieval ranks first (`memory_chunks`). `full` reads the head of the document that fits "
              "the decoder's 8,192-token window: needles past it are out of reach.", ""]
+    if distractors:
+        lines += [f"Each haystack also holds {distractors} like facts about other cities' lighthouses (other "
+                  "colours, other numbers), at random places: the answer must take the number of the city "
+                  "asked about. `took another` = the answer holds another city's number.", ""]
     if report.get("notes"):  # where modes come from different runs (README says why)
         lines += [f"Runs: {report['notes']}.", ""]
     for mode, result in report["modes"].items():
         retrieved = f" (the needle's chunk was in the prompt: {result['retrieved']:.0%})" if "retrieved" in result else ""
-        lines += [f"## {mode}: recall {result['recall']:.0%}{retrieved}", "",
+        other = f"; took another: {result['took_other']:.0%}" if "took_other" in result else ""
+        lines += [f"## {mode}: recall {result['recall']:.0%}{retrieved}{other}", "",
                   "| length \\ depth | " + " | ".join(f"{d:.0%}" for d in report["depths"]) + " |",
                   "|---|" + "---|" * len(report["depths"])]
         for length in report["lengths"]:
             cells = [result["grid"][f"{length}|{d}"] for d in report["depths"]]
             lines.append(f"| {length} | " + " | ".join(f"{c['hits']}/{c['n']}" for c in cells) + " |")
         lines.append("")
-    (out / "niah.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,8 +223,8 @@ def write_report(report: dict, out: Path) -> None:
         if ax is axes[0][0]:
             ax.set_ylabel("document tokens")
     fig.tight_layout()
-    fig.savefig(out / "niah.png", dpi=110)
-    print((out / "niah.md").read_text())
+    fig.savefig(out / f"{name}.png", dpi=110)
+    print((out / f"{name}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ pub struct Scored {
     pub replaced_answer: Option<String>,
     /// The answer came from a second retrieval hop (see `Answer::second_hop`).
     pub second_hop: bool,
+    /// The answer was read again from a parallel fact's chunk alone (see `Answer::refocused`).
+    pub refocused: bool,
     pub ttft_ms: f64,
     pub total_ms: f64,
     pub error: Option<String>,
@@ -64,6 +66,9 @@ pub struct EvalSummary {
     /// Share of the answers that came from a second retrieval hop, and their mean F1.
     pub second_hop: f64,
     pub f1_second_hop: f64,
+    /// Share of the answers read again from a parallel fact's chunk alone, and their mean F1.
+    pub refocused: f64,
+    pub f1_refocused: f64,
     pub ttft_ms_p50: f64,
     pub ttft_ms_p90: f64,
     pub total_ms_p50: f64,
@@ -170,6 +175,7 @@ pub fn run(
                     evidence: answer.evidence,
                     replaced_answer: answer.replaced_answer,
                     second_hop: answer.second_hop,
+                    refocused: answer.refocused,
                     ttft_ms: answer.ttft_ms,
                     total_ms: answer.total_ms,
                     error: None,
@@ -189,6 +195,7 @@ pub fn run(
                 evidence: None,
                 replaced_answer: None,
                 second_hop: false,
+                refocused: false,
                 ttft_ms: 0.0,
                 total_ms: 0.0,
                 error: Some(e.to_string()),
@@ -227,6 +234,8 @@ pub fn summarize(mode: &str, results: &[Scored]) -> EvalSummary {
         f1_replaced: mean_f1(results.iter().filter(|r| r.replaced_answer.is_some())),
         second_hop: results.iter().filter(|r| r.second_hop).count() as f64 / n,
         f1_second_hop: mean_f1(results.iter().filter(|r| r.second_hop)),
+        refocused: results.iter().filter(|r| r.refocused).count() as f64 / n,
+        f1_refocused: mean_f1(results.iter().filter(|r| r.refocused)),
         ttft_ms_p50: percentile(&ttft, 0.5),
         ttft_ms_p90: percentile(&ttft, 0.9),
         total_ms_p50: percentile(&total, 0.5),
@@ -290,6 +299,7 @@ mod tests {
             evidence: evidence.then(|| Evidence { chunk: 0, read: true, sentence: "s".into() }),
             replaced_answer: None,
             second_hop: false,
+            refocused: false,
             ttft_ms: 1.0,
             total_ms: 2.0,
             error: None,

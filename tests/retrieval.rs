@@ -2,8 +2,9 @@
 //! and fused rankings, whatever the depth, and kept alone by a relevance floor; a weak answer to a
 //! two-hop question is read again from a second hop that finds the fact sharing only a name with the
 //! first (in paragraphs about one subject each; in running text the hop tends to find the best chunk's
-//! neighbours instead, see reports/answer_rules.md); the options are accepted from SQL and rejected when
-//! unknown.
+//! neighbours instead, see reports/answer_rules.md); an answer read off one of several like facts is read
+//! again from the fact the question asks about, and a question for all of something gathers the answers
+//! of every like fact read; the options are accepted from SQL and rejected when unknown.
 
 mod common;
 
@@ -130,6 +131,97 @@ fn a_weak_answer_is_read_again_from_a_second_hop() {
     // Compressed reads no retrieved text: no second hop whatever the answer.
     let compressed = AskOptions { mode: Mode::Compressed, ..options };
     assert!(!engine.ask(&reader, &doc, question, &compressed).unwrap().second_hop);
+}
+
+/// The Roosevelt address with `facts` placed between its paragraphs, evenly apart, compressed into a
+/// fresh store in `dir`: the document id.
+fn address_with(dir: &std::path::Path, store: &mut e2llm::store::Store, facts: &[String]) -> String {
+    let address = std::fs::read_to_string(common::examples_dir().join("1941-Roosevelt-1.txt")).unwrap();
+    let mut parts: Vec<String> = address.split("\n\n").filter(|p| !p.trim().is_empty()).map(str::to_string).collect();
+    let step = parts.len() / (facts.len() + 1);
+    for (i, fact) in facts.iter().enumerate().rev() {
+        parts.insert((i + 1) * step, fact.clone());
+    }
+    let path = dir.join("facts.txt");
+    std::fs::write(&path, parts.join("\n\n")).unwrap();
+    e2llm::compress::compress(
+        common::engine(),
+        e2llm::compress::Target::Database(store),
+        std::slice::from_ref(&path),
+        &Default::default(),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn an_answer_read_off_another_like_fact_is_read_again_from_the_one_asked_about() {
+    let engine = common::engine();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = e2llm::store::Store::open(&dir.path().join("t.db")).unwrap();
+    let facts: Vec<(&str, &str)> = vec![("Hobart", "425"), ("Mombasa", "607"), ("Galway", "183"), ("Cusco", "569")];
+    let sentences: Vec<String> = facts
+        .iter()
+        .map(|(city, steps)| format!("The harbour lighthouse of {city} is painted ochre and has {steps} steps."))
+        .collect();
+    let doc = address_with(dir.path(), &mut store, &sentences);
+    let reader = store.reader();
+    let chunks = reader.chunks(&reader.document(&doc).unwrap()).unwrap();
+    let mut refocused = 0;
+    for (city, steps) in &facts {
+        let question = format!("How many steps does the harbour lighthouse of {city} have?");
+        let answer = engine.ask(&reader, &doc, &question, &AskOptions::default()).unwrap();
+        // All four facts share the question's words but the city: all are read, one is asked about.
+        assert!(answer.answer.contains(steps), "{city}: {} (refocused {})", answer.answer, answer.refocused);
+        if answer.refocused {
+            refocused += 1;
+            assert_eq!(answer.chunks.len(), 1, "read again from one chunk: {:?}", answer.chunks);
+            assert!(chunks.texts[answer.chunks[0]].contains(&format!("of {city} ")), "{:?}", answer.chunks);
+        }
+        let off = AskOptions { refocus: false, ..Default::default() };
+        assert!(!engine.ask(&reader, &doc, &question, &off).unwrap().refocused);
+    }
+    eprintln!("{refocused} of {} answers read again from the fact asked about", facts.len());
+}
+
+#[test]
+fn a_question_for_all_of_something_gathers_every_like_fact_read() {
+    let engine = common::engine();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = e2llm::store::Store::open(&dir.path().join("t.db")).unwrap();
+    let numbers = ["6915", "2390", "2500"];
+    let sentences: Vec<String> =
+        numbers.iter().map(|n| format!("The archive of Mombasa keeps a ledger numbered {n}.")).collect();
+    let doc = address_with(dir.path(), &mut store, &sentences);
+    let reader = store.reader();
+    let question = "What are all the ledger numbers the archive of Mombasa keeps?";
+    for mode in [Mode::Rag, Mode::Hybrid] {
+        let answer = engine.ask(&reader, &doc, question, &AskOptions { mode, ..Default::default() }).unwrap();
+        assert_eq!(answer.gathered.len(), 3, "{mode:?}: {:?}", answer.gathered);
+        for n in numbers {
+            assert!(answer.answer.contains(n), "{mode:?}: {n} missing from {}", answer.answer);
+        }
+        assert_eq!(answer.answer, answer.gathered.join(", "));
+        let one = AskOptions { mode, gather: false, ..Default::default() };
+        let answer = engine.ask(&reader, &doc, question, &one).unwrap();
+        assert!(answer.gathered.is_empty() && numbers.iter().filter(|n| answer.answer.contains(*n)).count() == 1);
+    }
+    // A question that asks for one of them is answered with one.
+    let answer =
+        engine.ask(&reader, &doc, "Which ledger number does the archive of Mombasa keep?", &Default::default());
+    assert!(answer.unwrap().gathered.is_empty());
+}
+
+#[test]
+fn refocus_and_gather_options_from_sql() {
+    for key in ["refocus", "gather"] {
+        let off = e2llm::sql::parse_options(Some(&format!(r#"{{"{key}": false}}"#))).unwrap();
+        assert!(!(if key == "refocus" { off.refocus } else { off.gather }), "{key}");
+        let message = e2llm::sql::parse_options(Some(&format!(r#"{{"{key}": 2}}"#))).unwrap_err().to_string();
+        assert!(message.contains(key), "{message}");
+    }
+    let defaults = e2llm::sql::parse_options(None).unwrap();
+    assert!(defaults.refocus && defaults.gather, "on by default");
 }
 
 #[test]

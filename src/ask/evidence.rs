@@ -1,7 +1,10 @@
 //! Where an answer stands in its document: the sentence of the stored text that holds it, so that a
 //! user can check the answer against the source instead of taking it on trust.
 
+use std::collections::HashSet;
+
 use crate::decode::{words, yes_or_no};
+use crate::lexical::terms;
 
 /// The sentence of a document that holds an answer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -40,6 +43,81 @@ pub(super) fn find(answer: &str, texts: &[String], read: &[usize]) -> Option<Evi
         let terms: Vec<String> = wanted.split_whitespace().map(|w| format!(" {w} ")).collect();
         read_chunks().find_map(|chunk| in_chunk(chunk, &|s| terms.iter().all(|t| s.contains(t.as_str()))))
     })
+}
+
+/// Share of their terms (stopwords and the answer's own left out of the evidence's) that two sentences
+/// must have in common to state like facts (see [`like_facts`]); fixed on synthetic needles before
+/// measuring on the tuning split ("The lighthouse of Hobart is painted ochre and has 425 steps." and
+/// "The lighthouse of Mombasa is painted indigo and has 604 steps." share 0.44).
+const LIKE_SHAPE: f64 = 0.3;
+
+/// A sentence of the text read that states a fact like the answer's evidence (see [`like_facts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct LikeFact {
+    pub chunk: usize,
+    pub sentence: String,
+    /// How it holds the question's terms, against the evidence.
+    pub matches: Match,
+    /// How many of the question's terms it holds.
+    pub held: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Match {
+    /// The evidence's question terms, and more: a fact about what the question asks, where the evidence
+    /// is about something else.
+    Better,
+    /// The same question terms, at least one: another fact about the same subject.
+    Same,
+    /// Neither.
+    Other,
+}
+
+/// The sentences of the chunks read (`read`) that state facts like the answer's `evidence` — they share
+/// at least [`LIKE_SHAPE`] of their terms with it, the answer's own left out — each with how it holds
+/// the question's terms against the evidence. Several like facts of different subjects ("the
+/// lighthouse of Hobart has 425 steps", "... of Mombasa has 604 steps") are where the decoder reads the
+/// answer off the wrong one; several of one subject are where a question asks for all of them.
+pub(super) fn like_facts(
+    evidence: &Evidence,
+    answer: &str,
+    question: &str,
+    texts: &[String],
+    read: &[usize],
+) -> Vec<LikeFact> {
+    let set = |text: &str| -> HashSet<String> { terms(text).into_iter().collect() };
+    let asked = set(question);
+    let stated = set(&evidence.sentence);
+    let covered: HashSet<&String> = stated.intersection(&asked).collect();
+    let shape: HashSet<String> = stated.difference(&set(answer)).cloned().collect();
+    let mut found = Vec::new();
+    for &chunk in read.iter().filter(|&&i| i < texts.len()) {
+        for sentence in sentences(&texts[chunk]) {
+            let sentence = sentence.trim();
+            let other = set(sentence);
+            let union = shape.union(&other).count();
+            let alike = union > 0 && shape.intersection(&other).count() as f64 / union as f64 >= LIKE_SHAPE;
+            if !alike || (chunk == evidence.chunk && sentence == evidence.sentence) {
+                continue;
+            }
+            let holds: HashSet<&String> = other.intersection(&asked).collect();
+            let matches = if holds.len() > covered.len() && covered.is_subset(&holds) {
+                Match::Better
+            } else if holds == covered && !covered.is_empty() {
+                Match::Same
+            } else {
+                Match::Other
+            };
+            found.push(LikeFact { chunk, sentence: sentence.to_string(), matches, held: holds.len() });
+        }
+    }
+    found
+}
+
+/// Of the [`like_facts`], the one about the question's subject where the evidence is about another:
+/// the `Better` one that holds most of the question's terms (the first of equals, in the order read).
+pub(super) fn parallel(facts: &[LikeFact]) -> Option<usize> {
+    facts.iter().filter(|f| f.matches == Match::Better).rev().max_by_key(|f| f.held).map(|f| f.chunk)
 }
 
 /// Titles that a full stop ends without ending the sentence ("Mr. Smith", "St. Mary's"); with initials
@@ -133,6 +211,31 @@ mod tests {
         assert!(find("canal Shropshire", &texts, &[0]).is_none());
         assert_eq!(find("canal Shropshire", &texts, &[0, 1]).unwrap().chunk, 1);
         assert!(find("Telf Thomas", &texts, &[0, 1]).is_none());
+    }
+
+    #[test]
+    fn like_facts_are_told_apart_by_the_question_terms_they_hold() {
+        let texts = vec![
+            "The lighthouse of Hobart is painted ochre and has 425 steps. Hobart lies in Tasmania.".to_string(),
+            "Trade grew. The lighthouse of Mombasa is painted indigo and has 604 steps.".to_string(),
+            "The lighthouse of Galway is painted red and has 300 steps. The lighthouse of Hobart has 12 steps too."
+                .to_string(),
+        ];
+        let question = "How many steps does the lighthouse of Mombasa have?";
+        let evidence = find("425", &texts, &[0, 1, 2]).unwrap();
+        let facts = like_facts(&evidence, "425", question, &texts, &[0, 1, 2]);
+        let of = |m: Match| facts.iter().filter(|f| f.matches == m).map(|f| f.chunk).collect::<Vec<_>>();
+        // Mombasa's holds the question's terms and more; Galway's and Hobart's other fact hold the same.
+        assert_eq!((of(Match::Better), of(Match::Same), of(Match::Other)), (vec![1], vec![2, 2], vec![]));
+        assert_eq!(facts[0].sentence, "The lighthouse of Mombasa is painted indigo and has 604 steps.");
+        assert_eq!(parallel(&facts), Some(1));
+        // Only the text read counts; the right fact needs no other.
+        assert_eq!(parallel(&like_facts(&evidence, "425", question, &texts, &[0, 2])), None);
+        let right = find("604", &texts, &[0, 1, 2]).unwrap();
+        assert_eq!(parallel(&like_facts(&right, "604", question, &texts, &[0, 1, 2])), None);
+        // A sentence of another shape states no like fact, however many of the question's terms it holds.
+        let unlike = vec![texts[0].clone(), "Mombasa has many steps and a lighthouse, they say.".to_string()];
+        assert!(like_facts(&evidence, "425", question, &unlike, &[0, 1]).is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod options;
 mod prompt;
 
 pub use evidence::Evidence;
+use evidence::{LikeFact, Match};
 pub use options::{
     AskOptions, Mode, Retrieval, DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_SOFT_TOKENS, DEFAULT_MEMORY_CHUNKS,
     DEFAULT_MIN_RELEVANCE, DEFAULT_RETRIEVAL, DEFAULT_TOP_K, MAX_NEW_TOKENS_LIMIT,
@@ -59,6 +60,17 @@ pub struct Answer {
     /// fallback) and this one comes from a second retrieval hop (`AskOptions::second_hop`); `chunks` are
     /// the second reading's, and `ttft_ms` runs to the second answer's first token (both readings).
     pub second_hop: bool,
+    /// The answer read first stood in a sentence parallel to another of the text read that holds more
+    /// of the question's words (like facts of different subjects: a question about the lighthouse of
+    /// Mombasa answered with the steps of Hobart's), and this one was read from that sentence's chunk
+    /// alone (`AskOptions::refocus`); `chunks` is that chunk, and `ttft_ms` runs through every reading.
+    pub refocused: bool,
+    /// For a question that asks for all of something ("What are all the ledger numbers ...?"), answered
+    /// from one of several like facts of the same subject in the text read: the answers read from each
+    /// such fact's chunk alone (`AskOptions::gather`), the first reading's first; `answer` joins them
+    /// with ", ". Empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gathered: Vec<String>,
     pub mode: Mode,
     pub doc_id: String,
     /// Decoder input positions (text tokens + soft tokens).
@@ -159,7 +171,7 @@ impl Engine {
             _ => Some(self.source(&document, store, question, options)?),
         };
         let context = match &source {
-            Some(source) => Some(self.context(source, store, question, options, budget, None)?),
+            Some(source) => Some(self.context(source, store, question, options, budget, Pick::Retrieved)?),
             None => None,
         };
         let best = context.as_ref().and_then(|c| c.best);
@@ -170,21 +182,58 @@ impl Engine {
         let mut evidence = find(&reading);
         let mut second_hop = false;
         let generation = &reading.generation;
-        let weak = weak(&generation.text, generation.replaced.is_some(), evidence.as_ref(), question);
-        if let Some((best, source)) = best.filter(|_| options.second_hop_applies() && weak).zip(source.as_ref()) {
-            let context = self.context(source, store, question, options, budget, Some(best))?;
+        let first_weak = weak(&generation.text, generation.replaced.is_some(), evidence.as_ref(), question);
+        if let Some((best, source)) = best.filter(|_| options.second_hop_applies() && first_weak).zip(source.as_ref()) {
+            let context = self.context(source, store, question, options, budget, Pick::SecondHop(best))?;
             if context.selected != reading.selected {
-                reading = self.read(Some(context), &question_ids, question, options, yes_no_prior, started)?;
+                reading = self.read(Some(context), &question_ids, question, options, yes_no_prior.clone(), started)?;
                 evidence = find(&reading);
                 second_hop = true;
             }
         }
+        // One more reading of one chunk alone (refocus, gather).
+        let read_alone = |source: &Source<'_>, chunk: usize| -> Result<(Reading, Option<Evidence>)> {
+            let context = self.context(source, store, question, options, budget, Pick::Only(chunk))?;
+            let reading = self.read(Some(context), &question_ids, question, options, yes_no_prior.clone(), started)?;
+            let found = find(&reading).filter(|e| e.chunk == chunk && e.read);
+            Ok((reading, found))
+        };
+        // The answer stands in one of several like facts, and another read matches the question better:
+        // read that one's chunk alone, and keep its answer where that chunk holds it.
+        let mut refocused = false;
+        let like = |reading: &Reading, found: &Evidence| {
+            evidence::like_facts(found, &reading.generation.text, question, texts, &reading.read)
+        };
+        let parallel = match (&evidence, &source) {
+            (Some(found), Some(source)) if options.refocus_applies() && found.read && reading.read.len() > 1 => {
+                evidence::parallel(&like(&reading, found)).map(|chunk| (chunk, source))
+            }
+            _ => None,
+        };
+        if let Some((chunk, source)) = parallel {
+            if let (focused, Some(found)) = read_alone(source, chunk)? {
+                (reading, evidence, refocused) = (focused, Some(found), true);
+            }
+        }
+        // A question that asks for all of something, answered from one of several like facts of the
+        // same subject in the text read: each other fact's chunk is read alone, and the answers join.
+        let gathered = match (&evidence, &source) {
+            (Some(found), Some(source)) if options.gather_applies() && found.read && asks_for_all(question) => {
+                gather(&reading.generation.text, found.chunk, &like(&reading, found), |chunk| {
+                    let (other, found) = read_alone(source, chunk)?;
+                    Ok(found.map(|_| other.generation.text))
+                })?
+            }
+            _ => Vec::new(),
+        };
         let generation = reading.generation;
         Ok(Answer {
             evidence,
-            answer: generation.text,
+            answer: if gathered.is_empty() { generation.text } else { gathered.join(", ") },
+            gathered,
             replaced_answer: generation.replaced,
             second_hop,
+            refocused,
             mode,
             doc_id: doc_id.to_string(),
             prompt_tokens: generation.prompt_tokens,
@@ -275,14 +324,18 @@ impl Engine {
         question: &str,
         options: &AskOptions,
         mut budget: usize,
-        hop_from: Option<usize>,
+        pick: Pick,
     ) -> Result<Context> {
         let decoder = self.decoder()?;
         let template = &self.manifest().prompt;
         let (document, chunks) = (source.document, &source.chunks);
         let mut context = Context::default();
         if options.mode.retrieves_text() {
-            let mut order = retrieve(&source.scorings, &chunks.texts, question, options, hop_from);
+            let mut order = match pick {
+                Pick::Retrieved => retrieve(&source.scorings, &chunks.texts, question, options, None),
+                Pick::SecondHop(best) => retrieve(&source.scorings, &chunks.texts, question, options, Some(best)),
+                Pick::Only(chunk) => vec![chunk],
+            };
             context.best = order.first().copied();
             order.sort_unstable();
             context.selected = order;
@@ -414,6 +467,17 @@ impl Engine {
     }
 }
 
+/// Which chunks a reading's text holds (rag, hybrid).
+#[derive(Debug, Clone, Copy)]
+enum Pick {
+    /// Those retrieval ranks first for the question.
+    Retrieved,
+    /// Those of the second hop from the first reading's best chunk (`AskOptions::second_hop`).
+    SecondHop(usize),
+    /// This one alone (`AskOptions::refocus`).
+    Only(usize),
+}
+
 /// A document's stored chunks and the question's `scorings` of them (empty where the mode retrieves no
 /// text), shared by a question's readings.
 struct Source<'d> {
@@ -468,6 +532,44 @@ fn retrieve(
     order
 }
 
+/// The answers to a question that asks for all of something (`AskOptions::gather`): `first`, read off
+/// the fact in chunk `first_chunk`, then for each other chunk with a like fact of the same subject
+/// (`Match::Same`), once per chunk, the answer `read_alone` gives (where that chunk holds it) unless
+/// one already gathered has its words. Empty when no answer joins the first.
+fn gather(
+    first: &str,
+    first_chunk: usize,
+    facts: &[LikeFact],
+    mut read_alone: impl FnMut(usize) -> Result<Option<String>>,
+) -> Result<Vec<String>> {
+    let mut done = vec![first_chunk];
+    let mut answers = vec![first.to_string()];
+    for fact in facts.iter().filter(|f| f.matches == Match::Same) {
+        if done.contains(&fact.chunk) {
+            continue;
+        }
+        done.push(fact.chunk);
+        if let Some(answer) = read_alone(fact.chunk)? {
+            if !answers.iter().any(|a| words(a) == words(&answer)) {
+                answers.push(answer);
+            }
+        }
+    }
+    Ok(if answers.len() > 1 { answers } else { Vec::new() })
+}
+
+/// A question that asks for all of something: "all" in lower case as a word after a space, and the
+/// question opens with what, which, who, list, name or give ("What are all the ledger numbers ...?",
+/// "List all the ..."). English only.
+fn asks_for_all(question: &str) -> bool {
+    const OPENERS: [&str; 6] = ["what", "which", "who", "list", "name", "give"];
+    let opens = question.split_whitespace().next().is_some_and(|w| {
+        let w = w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+        OPENERS.contains(&w.as_str())
+    });
+    opens && question.split_whitespace().any(|w| w.trim_end_matches(|c: char| !c.is_alphanumeric()) == "all")
+}
+
 /// A question that opens with an auxiliary verb and offers no choice ("Are A and B both ...?"): one
 /// answered yes or no. English only; other questions are never calibrated (`calibrate_yes_no`).
 fn asks_yes_no(question: &str) -> bool {
@@ -498,7 +600,7 @@ fn check_encoder(document: &DocumentRow, loaded: &str, store: &Reader<'_>) -> Re
 
 #[cfg(test)]
 mod tests {
-    use super::{evidence, offers_choice, weak};
+    use super::{asks_for_all, evidence, gather, offers_choice, weak, LikeFact, Match};
 
     #[test]
     fn an_answer_is_weak_when_the_text_read_does_not_support_it() {
@@ -524,6 +626,53 @@ mod tests {
         // A question that offers a choice expects its words back.
         let found = evidence::find("Findlater Castle", &texts, &[1]);
         assert!(!weak("Findlater Castle", false, found.as_ref(), "Findlater Castle or Roslyn Castle?"));
+    }
+
+    #[test]
+    fn gathering_reads_each_other_chunk_of_the_same_subject_once() {
+        let fact = |chunk, matches| LikeFact { chunk, sentence: String::new(), matches, held: 2 };
+        let facts = [
+            fact(3, Match::Same),
+            fact(5, Match::Other),
+            fact(7, Match::Same),
+            fact(7, Match::Same),
+            fact(9, Match::Same),
+            fact(1, Match::Same),
+        ];
+        let mut asked = Vec::new();
+        let answers = gather("6915", 1, &facts, |chunk| {
+            asked.push(chunk);
+            // Chunk 7 gives the first answer again; chunk 9 does not hold what it answers.
+            Ok(match chunk {
+                3 => Some("2390".to_string()),
+                7 => Some("6915.".to_string()),
+                _ => None,
+            })
+        })
+        .unwrap();
+        assert_eq!(asked, [3, 7, 9], "each chunk of the same subject once, not the first's");
+        assert_eq!(answers, ["6915", "2390"]);
+        // No other answer joins the first: nothing gathered.
+        assert!(gather("6915", 1, &facts[1..2], |_| Ok(Some("x".into()))).unwrap().is_empty());
+        assert!(gather("6915", 1, &facts, |_| Ok(None)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_question_asks_for_all_when_it_opens_with_a_question_word_and_says_all() {
+        for yes in
+            ["What are all the ledger numbers the archive keeps?", "List all the mayors.", "Which are all of them?"]
+        {
+            assert!(asks_for_all(yes), "{yes}");
+        }
+        // Titles and names ("All the Marbles", "Y'all"), other openers and no "all" at all do not.
+        for no in [
+            "What film came out first, All the Marbles or What Ever Happened to Baby Jane?",
+            "Which magazine had more monthly publications, Vogue or Y'all?",
+            "Of all the teams he played for, which won?",
+            "What is the first freedom?",
+        ] {
+            assert!(!asks_for_all(no), "{no}");
+        }
     }
 
     #[test]

@@ -151,6 +151,17 @@ pub struct AskOptions {
     /// split (reports/answer_rules.md): F1 +0.012 [+0.003, +0.022] (rag) and +0.014 [+0.005, +0.024]
     /// (hybrid), EM and answer-contained up by about 0.01 too.
     pub second_hop: bool,
+    /// In the modes that read retrieved text (rag, hybrid): when the answer's evidence is one of several
+    /// like facts in the text read and another of them holds more of the question's terms
+    /// (`evidence::parallel`), the question is read again from that fact's chunk alone, and the answer
+    /// of that reading is kept where the chunk holds it (`Answer::refocused`). One more prefill and
+    /// generation, for such answers only.
+    pub refocus: bool,
+    /// In the modes that read retrieved text (rag, hybrid): a question that asks for all of something
+    /// ("What are all the ...?"), answered from one of several like facts of the same subject in the text
+    /// read, reads each other such fact's chunk alone and joins the answers (`Answer::gathered`). One
+    /// more prefill and generation per fact, for such questions only.
+    pub gather: bool,
 }
 
 impl Default for AskOptions {
@@ -173,6 +184,8 @@ impl Default for AskOptions {
             extractive_fallback: true,
             min_relevance: DEFAULT_MIN_RELEVANCE,
             second_hop: true,
+            refocus: true,
+            gather: true,
         }
     }
 }
@@ -199,6 +212,16 @@ impl AskOptions {
     /// (full) changed 13 of 200 tuning answers, none for the better (reports/answer_rules.md).
     pub(super) fn extractive_fallback_applies(&self) -> bool {
         self.extractive_fallback && self.mode.retrieves_text()
+    }
+
+    /// Reading a parallel fact's chunk alone: rag and hybrid only (see `refocus`).
+    pub(super) fn refocus_applies(&self) -> bool {
+        self.refocus && self.mode.retrieves_text()
+    }
+
+    /// Gathering the answers of like facts: rag and hybrid only (see `gather`).
+    pub(super) fn gather_applies(&self) -> bool {
+        self.gather && self.mode.retrieves_text()
     }
 
     /// The second hop re-retrieves text: rag and hybrid only (see `second_hop`).

@@ -61,6 +61,15 @@ pub fn ask(args: AskArgs) -> Result<ExitCode> {
                 if answer.second_hop {
                     println!("  {}", describe_second_hop(&answer.chunks));
                 }
+                if answer.refocused {
+                    println!("  {}", describe_refocused(&answer.chunks));
+                }
+                if !answer.gathered.is_empty() {
+                    println!(
+                        "  gathered: {} answers, each read from one of the like facts of the text read",
+                        answer.gathered.len()
+                    );
+                }
             }
         }
     }
@@ -82,6 +91,15 @@ fn describe_replaced(own: &str) -> String {
 }
 
 /// One line on an answer read from a second retrieval hop.
+fn describe_refocused(chunks: &[usize]) -> String {
+    let chunks: Vec<String> = chunks.iter().map(usize::to_string).collect();
+    format!(
+        "refocused: the first answer stood in one of several like facts and another matched the question \
+         better; this one read chunk {} alone",
+        chunks.join(", ")
+    )
+}
+
 fn describe_second_hop(chunks: &[usize]) -> String {
     let chunks: Vec<String> = chunks.iter().map(usize::to_string).collect();
     format!(

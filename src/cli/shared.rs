@@ -101,6 +101,16 @@ pub struct AnswerArgs {
     /// retrieval hop: BM25 of the question with the best chunk's words).
     #[arg(long)]
     pub one_hop: bool,
+    /// Keep an answer read off one of several like facts when another fact read matches the question
+    /// better (by default rag and hybrid read that fact's chunk alone and keep its answer where the
+    /// chunk holds it).
+    #[arg(long)]
+    pub no_refocus: bool,
+    /// Answer a question that asks for all of something ("What are all the ...?") from one fact (by
+    /// default rag and hybrid read each like fact of the same subject in the retrieved text alone and
+    /// join the answers).
+    #[arg(long)]
+    pub no_gather: bool,
 }
 
 impl AnswerArgs {
@@ -121,6 +131,8 @@ impl AnswerArgs {
             extractive_fallback: !self.keep_unquoted,
             min_relevance: self.min_relevance,
             second_hop: !self.one_hop,
+            refocus: !self.no_refocus,
+            gather: !self.no_gather,
             ..AskOptions::default()
         }
     }
