@@ -1,5 +1,6 @@
 //! Where an answer stands in its document: the sentence of the stored text that holds it, so that a
-//! user can check the answer against the source instead of taking it on trust.
+//! user can check the answer against the source instead of taking it on trust; and the like facts
+//! beside it in the text read, which tell an answer read off the wrong one of them.
 
 use std::collections::HashSet;
 
