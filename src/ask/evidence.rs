@@ -70,6 +70,9 @@ pub(super) enum Match {
     Better,
     /// The same question terms, at least one: another fact about the same subject.
     Same,
+    /// As many of the question's terms, not the same ones: a fact about another subject the question
+    /// names too ("... the lighthouses of Hobart and of Mombasa").
+    Beside,
     /// Neither.
     Other,
 }
@@ -78,7 +81,8 @@ pub(super) enum Match {
 /// at least [`LIKE_SHAPE`] of their terms with it, the answer's own left out — each with how it holds
 /// the question's terms against the evidence. Several like facts of different subjects ("the
 /// lighthouse of Hobart has 425 steps", "... of Mombasa has 604 steps") are where the decoder reads the
-/// answer off the wrong one; several of one subject are where a question asks for all of them.
+/// answer off the wrong one; several of one subject, or of each subject it names, are where a question
+/// asks for all of them.
 pub(super) fn like_facts(
     evidence: &Evidence,
     answer: &str,
@@ -106,6 +110,8 @@ pub(super) fn like_facts(
                 Match::Better
             } else if holds == covered && !covered.is_empty() {
                 Match::Same
+            } else if holds.len() == covered.len() && !covered.is_empty() {
+                Match::Beside
             } else {
                 Match::Other
             };
@@ -113,6 +119,12 @@ pub(super) fn like_facts(
         }
     }
     found
+}
+
+/// How many of the question's terms (`lexical::terms`) the sentence holds.
+pub(super) fn held(sentence: &str, question: &str) -> usize {
+    let asked: HashSet<String> = terms(question).into_iter().collect();
+    terms(sentence).into_iter().collect::<HashSet<String>>().intersection(&asked).count()
 }
 
 /// Of the [`like_facts`], the one about the question's subject where the evidence is about another:
@@ -230,6 +242,12 @@ mod tests {
         assert_eq!((of(Match::Better), of(Match::Same), of(Match::Other)), (vec![1], vec![2, 2], vec![]));
         assert_eq!(facts[0].sentence, "The lighthouse of Mombasa is painted indigo and has 604 steps.");
         assert_eq!(parallel(&facts), Some(1));
+        // A question that names two subjects: the other one's fact holds as many of its terms, other ones.
+        let both = "How many steps do the lighthouse of Hobart and the lighthouse of Mombasa have?";
+        let facts = like_facts(&evidence, "425", both, &texts, &[0, 1, 2]);
+        let of = |m: Match| facts.iter().filter(|f| f.matches == m).map(|f| f.chunk).collect::<Vec<_>>();
+        assert_eq!((of(Match::Beside), of(Match::Same), of(Match::Other)), (vec![1], vec![2], vec![2]));
+        assert_eq!(parallel(&facts), None);
         // Only the text read counts; the right fact needs no other.
         assert_eq!(parallel(&like_facts(&evidence, "425", question, &texts, &[0, 2])), None);
         let right = find("604", &texts, &[0, 1, 2]).unwrap();

@@ -39,6 +39,12 @@ const MAX_QUESTION_BYTES: usize = 16 * 1024;
 /// Window room kept for the question whatever its length, so the document's cut is the same for
 /// all questions up to this many tokens.
 pub const QUESTION_RESERVE: usize = 128;
+/// Question terms the first answer's evidence must hold for `gather` to look for its like facts: one
+/// shared word ("all", "keep") makes a sentence of the speech around a needle look like a fact asked for
+/// (a list of the speech's numbers). Fixed on our own needles, not tuned.
+const GATHER_MIN_TERMS: usize = 2;
+/// Chunks `gather` reads alone at most beyond the first answer's.
+const GATHER_MAX_READINGS: usize = 8;
 /// Rank-fusion weights of the second hop's retrieval (`AskOptions::second_hop`): the hop's BM25
 /// ranking 2, the question's BM25 ranking 1, its cosine ranking 0.5 (fixed before measuring).
 const SECOND_HOP_WEIGHT: f64 = 2.0;
@@ -66,9 +72,9 @@ pub struct Answer {
     /// alone (`AskOptions::refocus`); `chunks` is that chunk, and `ttft_ms` runs through every reading.
     pub refocused: bool,
     /// For a question that asks for all of something ("What are all the ledger numbers ...?"), answered
-    /// from one of several like facts of the same subject in the text read: the answers read from each
-    /// such fact's chunk alone (`AskOptions::gather`), the first reading's first; `answer` joins them
-    /// with ", ". Empty otherwise.
+    /// from one of several like facts in the document: the answers read from each such fact's chunk
+    /// alone (`AskOptions::gather`), the first reading's first; `answer` joins them with ", ". Empty
+    /// otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gathered: Vec<String>,
     pub mode: Mode,
@@ -215,11 +221,22 @@ impl Engine {
                 (reading, evidence, refocused) = (focused, Some(found), true);
             }
         }
-        // A question that asks for all of something, answered from one of several like facts of the
-        // same subject in the text read: each other fact's chunk is read alone, and the answers join.
+        // A question that asks for all of something, answered from one of several like facts in the text
+        // read: each other fact about what it asks (the same subject, or another it names) is read alone
+        // from its chunk, and the answers join.
+        // The facts are looked for in the whole document (the text read first): retrieval reads a few
+        // chunks, and a question for all of something asks for every one.
         let gathered = match (&evidence, &source) {
-            (Some(found), Some(source)) if options.gather_applies() && found.read && asks_for_all(question) => {
-                gather(&reading.generation.text, found.chunk, &like(&reading, found), |chunk| {
+            (Some(found), Some(source))
+                if options.gather_applies()
+                    && found.read
+                    && asks_for_all(question)
+                    && evidence::held(&found.sentence, question) >= GATHER_MIN_TERMS =>
+            {
+                let unread = (0..texts.len()).filter(|i| !reading.read.contains(i));
+                let everywhere: Vec<usize> = reading.read.iter().copied().chain(unread).collect();
+                let facts = evidence::like_facts(found, &reading.generation.text, question, texts, &everywhere);
+                gather(&reading.generation.text, found.chunk, &facts, |chunk| {
                     let (other, found) = read_alone(source, chunk)?;
                     Ok(found.map(|_| other.generation.text))
                 })?
@@ -533,9 +550,10 @@ fn retrieve(
 }
 
 /// The answers to a question that asks for all of something (`AskOptions::gather`): `first`, read off
-/// the fact in chunk `first_chunk`, then for each other chunk with a like fact of the same subject
-/// (`Match::Same`), once per chunk, the answer `read_alone` gives (where that chunk holds it) unless
-/// one already gathered has its words. Empty when no answer joins the first.
+/// the fact in chunk `first_chunk`, then for each other chunk with a like fact of the same subject or of
+/// another the question names (`Match::Same`, `Match::Beside`), once per chunk, the answer `read_alone` gives (where that chunk holds it) unless
+/// one already gathered has its words; [`GATHER_MAX_READINGS`] chunks at most. Empty when no answer joins
+/// the first.
 fn gather(
     first: &str,
     first_chunk: usize,
@@ -544,8 +562,8 @@ fn gather(
 ) -> Result<Vec<String>> {
     let mut done = vec![first_chunk];
     let mut answers = vec![first.to_string()];
-    for fact in facts.iter().filter(|f| f.matches == Match::Same) {
-        if done.contains(&fact.chunk) {
+    for fact in facts.iter().filter(|f| matches!(f.matches, Match::Same | Match::Beside)) {
+        if done.contains(&fact.chunk) || done.len() > GATHER_MAX_READINGS {
             continue;
         }
         done.push(fact.chunk);
@@ -636,8 +654,9 @@ mod tests {
             fact(5, Match::Other),
             fact(7, Match::Same),
             fact(7, Match::Same),
-            fact(9, Match::Same),
+            fact(9, Match::Beside),
             fact(1, Match::Same),
+            fact(11, Match::Better),
         ];
         let mut asked = Vec::new();
         let answers = gather("6915", 1, &facts, |chunk| {
@@ -650,7 +669,7 @@ mod tests {
             })
         })
         .unwrap();
-        assert_eq!(asked, [3, 7, 9], "each chunk of the same subject once, not the first's");
+        assert_eq!(asked, [3, 7, 9], "each chunk of a subject asked about once, not the first's");
         assert_eq!(answers, ["6915", "2390"]);
         // No other answer joins the first: nothing gathered.
         assert!(gather("6915", 1, &facts[1..2], |_| Ok(Some("x".into()))).unwrap().is_empty());

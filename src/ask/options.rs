@@ -158,9 +158,10 @@ pub struct AskOptions {
     /// generation, for such answers only.
     pub refocus: bool,
     /// In the modes that read retrieved text (rag, hybrid): a question that asks for all of something
-    /// ("What are all the ...?"), answered from one of several like facts of the same subject in the text
-    /// read, reads each other such fact's chunk alone and joins the answers (`Answer::gathered`). One
-    /// more prefill and generation per fact, for such questions only.
+    /// ("What are all the ...?") looks for like facts of the first answer's (of the same subject, or of
+    /// another the question names) in the whole document, reads each one's chunk alone and joins the
+    /// answers (`Answer::gathered`). One more prefill and generation per fact (8 at most), for such
+    /// questions only.
     pub gather: bool,
 }
 

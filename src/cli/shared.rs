@@ -107,8 +107,8 @@ pub struct AnswerArgs {
     #[arg(long)]
     pub no_refocus: bool,
     /// Answer a question that asks for all of something ("What are all the ...?") from one fact (by
-    /// default rag and hybrid read each like fact of the same subject in the retrieved text alone and
-    /// join the answers).
+    /// default rag and hybrid read each like fact of the subjects it names, anywhere in the document,
+    /// alone and join the answers).
     #[arg(long)]
     pub no_gather: bool,
 }
