@@ -22,6 +22,10 @@ if r:
     print("      copied from the text: the decoder answered %r, with a word the text it read lacks" % r)
 if a.get("second_hop"):
     print("      second hop: the first answer had no support in the text read; this one read chunks %s" % a["chunks"])
+if a.get("refocused"):
+    print("      refocused: the first answer stood in one of several like facts; this one read chunk %s alone" % a["chunks"])
+if a.get("gathered"):
+    print("      gathered: %d answers, each read from one like fact" % len(a["gathered"]))
 print("      (%d prompt tokens, first token %.0f ms, total %.0f ms)" % (a["prompt_tokens"], a["ttft_ms"], a["total_ms"]))
 '
 

@@ -210,6 +210,17 @@ fn a_question_for_all_of_something_gathers_every_like_fact_read() {
     let answer =
         engine.ask(&reader, &doc, "Which ledger number does the archive of Mombasa keep?", &Default::default());
     assert!(answer.unwrap().gathered.is_empty());
+
+    // Two of the facts in one paragraph (one chunk): read whole, the chunk gives one answer; the other
+    // fact's sentence is read alone.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = e2llm::store::Store::open(&dir.path().join("t.db")).unwrap();
+    let together = vec![format!("{} {}", sentences[0], sentences[1]), sentences[2].clone()];
+    let doc = address_with(dir.path(), &mut store, &together);
+    let reader = store.reader();
+    let answer = engine.ask(&reader, &doc, question, &AskOptions::default()).unwrap();
+    assert_eq!(answer.gathered.len(), 3, "{:?}", answer.gathered);
+    assert!(numbers.iter().all(|n| answer.answer.contains(n)), "{}", answer.answer);
 }
 
 #[test]

@@ -43,7 +43,7 @@ pub const QUESTION_RESERVE: usize = 128;
 /// shared word ("all", "keep") makes a sentence of the speech around a needle look like a fact asked for
 /// (a list of the speech's numbers). Fixed on our own needles, not tuned.
 const GATHER_MIN_TERMS: usize = 2;
-/// Chunks `gather` reads alone at most beyond the first answer's.
+/// Like facts `gather` reads at most beyond the first answer's.
 const GATHER_MAX_READINGS: usize = 8;
 /// Rank-fusion weights of the second hop's retrieval (`AskOptions::second_hop`): the hop's BM25
 /// ranking 2, the question's BM25 ranking 1, its cosine ranking 0.5 (fixed before measuring).
@@ -197,13 +197,17 @@ impl Engine {
                 second_hop = true;
             }
         }
-        // One more reading of one chunk alone (refocus, gather).
-        let read_alone = |source: &Source<'_>, chunk: usize| -> Result<(Reading, Option<Evidence>)> {
-            let context = self.context(source, store, question, options, budget, Pick::Only(chunk))?;
-            let reading = self.read(Some(context), &question_ids, question, options, yes_no_prior.clone(), started)?;
-            let found = find(&reading).filter(|e| e.chunk == chunk && e.read);
-            Ok((reading, found))
-        };
+        // One more reading of one chunk, or one sentence of it, alone (refocus, gather); the evidence of
+        // its answer where that chunk holds it.
+        let read_alone =
+            |source: &Source<'_>, chunk: usize, sentence: Option<&str>| -> Result<(Reading, Option<Evidence>)> {
+                let pick = sentence.map_or(Pick::Only(chunk), |sentence| Pick::Sentence(chunk, sentence));
+                let context = self.context(source, store, question, options, budget, pick)?;
+                let reading =
+                    self.read(Some(context), &question_ids, question, options, yes_no_prior.clone(), started)?;
+                let found = find(&reading).filter(|e| e.chunk == chunk && e.read);
+                Ok((reading, found))
+            };
         // The answer stands in one of several like facts, and another read matches the question better:
         // read that one's chunk alone, and keep its answer where that chunk holds it.
         let mut refocused = false;
@@ -217,7 +221,7 @@ impl Engine {
             _ => None,
         };
         if let Some((chunk, source)) = parallel {
-            if let (focused, Some(found)) = read_alone(source, chunk)? {
+            if let (focused, Some(found)) = read_alone(source, chunk, None)? {
                 (reading, evidence, refocused) = (focused, Some(found), true);
             }
         }
@@ -236,9 +240,18 @@ impl Engine {
                 let unread = (0..texts.len()).filter(|i| !reading.read.contains(i));
                 let everywhere: Vec<usize> = reading.read.iter().copied().chain(unread).collect();
                 let facts = evidence::like_facts(found, &reading.generation.text, question, texts, &everywhere);
-                gather(&reading.generation.text, found.chunk, &facts, |chunk| {
-                    let (other, found) = read_alone(source, chunk)?;
-                    Ok(found.map(|_| other.generation.text))
+                // Each fact's chunk is read alone; where the answer is not that fact's (the chunk holds
+                // another), the fact's sentence alone.
+                gather(&reading.generation.text, &facts, |fact| {
+                    for sentence in [None, Some(fact.sentence.as_str())] {
+                        if let (other, Some(_)) = read_alone(source, fact.chunk, sentence)? {
+                            let answer = other.generation.text;
+                            if words(&fact.sentence).contains(&words(&answer)) {
+                                return Ok(Some(answer));
+                            }
+                        }
+                    }
+                    Ok(None)
                 })?
             }
             _ => Vec::new(),
@@ -341,7 +354,7 @@ impl Engine {
         question: &str,
         options: &AskOptions,
         mut budget: usize,
-        pick: Pick,
+        pick: Pick<'_>,
     ) -> Result<Context> {
         let decoder = self.decoder()?;
         let template = &self.manifest().prompt;
@@ -351,7 +364,7 @@ impl Engine {
             let mut order = match pick {
                 Pick::Retrieved => retrieve(&source.scorings, &chunks.texts, question, options, None),
                 Pick::SecondHop(best) => retrieve(&source.scorings, &chunks.texts, question, options, Some(best)),
-                Pick::Only(chunk) => vec![chunk],
+                Pick::Only(chunk) | Pick::Sentence(chunk, _) => vec![chunk],
             };
             context.best = order.first().copied();
             order.sort_unstable();
@@ -389,7 +402,10 @@ impl Engine {
         }
         let text = match options.mode {
             Mode::Rag | Mode::Hybrid => {
-                let texts: Vec<&str> = context.selected.iter().map(|&i| chunks.texts[i].trim()).collect();
+                let texts: Vec<&str> = match pick {
+                    Pick::Sentence(_, sentence) => vec![sentence.trim()],
+                    _ => context.selected.iter().map(|&i| chunks.texts[i].trim()).collect(),
+                };
                 let separator = if options.mode == Mode::Hybrid { template.chunk_separator.as_str() } else { "" };
                 Some(format!("{separator}{}", texts.join(&template.chunk_separator)))
             }
@@ -486,13 +502,16 @@ impl Engine {
 
 /// Which chunks a reading's text holds (rag, hybrid).
 #[derive(Debug, Clone, Copy)]
-enum Pick {
+enum Pick<'s> {
     /// Those retrieval ranks first for the question.
     Retrieved,
     /// Those of the second hop from the first reading's best chunk (`AskOptions::second_hop`).
     SecondHop(usize),
     /// This one alone (`AskOptions::refocus`).
     Only(usize),
+    /// This sentence of this chunk alone, in place of the chunk's text (`AskOptions::gather`: one like
+    /// fact, where a chunk holds several).
+    Sentence(usize, &'s str),
 }
 
 /// A document's stored chunks and the question's `scorings` of them (empty where the mode retrieves no
@@ -549,25 +568,19 @@ fn retrieve(
     order
 }
 
-/// The answers to a question that asks for all of something (`AskOptions::gather`): `first`, read off
-/// the fact in chunk `first_chunk`, then for each other chunk with a like fact of the same subject or of
-/// another the question names (`Match::Same`, `Match::Beside`), once per chunk, the answer `read_alone` gives (where that chunk holds it) unless
-/// one already gathered has its words; [`GATHER_MAX_READINGS`] chunks at most. Empty when no answer joins
-/// the first.
+/// The answers to a question that asks for all of something (`AskOptions::gather`): `first`, then for
+/// each like fact of the same subject or of another the question names (`Match::Same`, `Match::Beside`),
+/// [`GATHER_MAX_READINGS`] at most, the answer `read` gives for it (if any) unless one already gathered
+/// has its words. Empty when no answer joins the first.
 fn gather(
     first: &str,
-    first_chunk: usize,
     facts: &[LikeFact],
-    mut read_alone: impl FnMut(usize) -> Result<Option<String>>,
+    mut read: impl FnMut(&LikeFact) -> Result<Option<String>>,
 ) -> Result<Vec<String>> {
-    let mut done = vec![first_chunk];
     let mut answers = vec![first.to_string()];
-    for fact in facts.iter().filter(|f| matches!(f.matches, Match::Same | Match::Beside)) {
-        if done.contains(&fact.chunk) || done.len() > GATHER_MAX_READINGS {
-            continue;
-        }
-        done.push(fact.chunk);
-        if let Some(answer) = read_alone(fact.chunk)? {
+    let asked = facts.iter().filter(|f| matches!(f.matches, Match::Same | Match::Beside));
+    for fact in asked.take(GATHER_MAX_READINGS) {
+        if let Some(answer) = read(fact)? {
             if !answers.iter().any(|a| words(a) == words(&answer)) {
                 answers.push(answer);
             }
@@ -647,33 +660,42 @@ mod tests {
     }
 
     #[test]
-    fn gathering_reads_each_other_chunk_of_the_same_subject_once() {
-        let fact = |chunk, matches| LikeFact { chunk, sentence: String::new(), matches, held: 2 };
+    fn gathering_reads_each_like_fact_asked_about() {
+        let fact = |chunk, sentence: &str, matches| LikeFact { chunk, sentence: sentence.into(), matches, held: 2 };
         let facts = [
-            fact(3, Match::Same),
-            fact(5, Match::Other),
-            fact(7, Match::Same),
-            fact(7, Match::Same),
-            fact(9, Match::Beside),
-            fact(1, Match::Same),
-            fact(11, Match::Better),
+            fact(3, "a", Match::Same),
+            fact(5, "b", Match::Other),
+            fact(7, "c", Match::Same),
+            fact(7, "d", Match::Beside),
+            fact(9, "e", Match::Better),
+            fact(1, "f", Match::Same),
         ];
         let mut asked = Vec::new();
-        let answers = gather("6915", 1, &facts, |chunk| {
-            asked.push(chunk);
-            // Chunk 7 gives the first answer again; chunk 9 does not hold what it answers.
-            Ok(match chunk {
-                3 => Some("2390".to_string()),
-                7 => Some("6915.".to_string()),
+        let answers = gather("6915", &facts, |fact| {
+            asked.push(fact.sentence.clone());
+            // "c" gives the first answer again; "f" gives none.
+            Ok(match fact.sentence.as_str() {
+                "a" => Some("2390".to_string()),
+                "c" => Some("6915.".to_string()),
+                "d" => Some("2500".to_string()),
                 _ => None,
             })
         })
         .unwrap();
-        assert_eq!(asked, [3, 7, 9], "each chunk of a subject asked about once, not the first's");
-        assert_eq!(answers, ["6915", "2390"]);
+        assert_eq!(asked, ["a", "c", "d", "f"], "the facts of the same subject or of another asked about");
+        assert_eq!(answers, ["6915", "2390", "2500"]);
         // No other answer joins the first: nothing gathered.
-        assert!(gather("6915", 1, &facts[1..2], |_| Ok(Some("x".into()))).unwrap().is_empty());
-        assert!(gather("6915", 1, &facts, |_| Ok(None)).unwrap().is_empty());
+        assert!(gather("6915", &facts[1..2], |_| Ok(Some("x".into()))).unwrap().is_empty());
+        assert!(gather("6915", &facts, |_| Ok(None)).unwrap().is_empty());
+        // At most GATHER_MAX_READINGS facts are read.
+        let many: Vec<LikeFact> = (0..20).map(|i| fact(i, "s", Match::Same)).collect();
+        let mut n = 0;
+        gather("0", &many, |_| {
+            n += 1;
+            Ok(Some(n.to_string()))
+        })
+        .unwrap();
+        assert_eq!(n, super::GATHER_MAX_READINGS);
     }
 
     #[test]

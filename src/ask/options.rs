@@ -159,8 +159,9 @@ pub struct AskOptions {
     pub refocus: bool,
     /// In the modes that read retrieved text (rag, hybrid): a question that asks for all of something
     /// ("What are all the ...?") looks for like facts of the first answer's (of the same subject, or of
-    /// another the question names) in the whole document, reads each one's chunk alone and joins the
-    /// answers (`Answer::gathered`). One more prefill and generation per fact (8 at most), for such
+    /// another the question names) in the whole document, reads each one's chunk alone (or the fact's
+    /// sentence alone, where the chunk answers with another fact) and joins the answers
+    /// (`Answer::gathered`). One or two more prefills and generations per fact (8 facts at most), for such
     /// questions only.
     pub gather: bool,
 }
