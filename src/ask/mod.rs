@@ -211,12 +211,10 @@ impl Engine {
         // The answer stands in one of several like facts, and another read matches the question better:
         // read that one's chunk alone, and keep its answer where that chunk holds it.
         let mut refocused = false;
-        let like = |reading: &Reading, found: &Evidence| {
-            evidence::like_facts(found, &reading.generation.text, question, texts, &reading.read)
-        };
         let parallel = match (&evidence, &source) {
             (Some(found), Some(source)) if options.refocus_applies() && found.read && reading.read.len() > 1 => {
-                evidence::parallel(&like(&reading, found)).map(|chunk| (chunk, source))
+                let facts = evidence::like_facts(found, &reading.generation.text, question, texts, &reading.read);
+                evidence::parallel(&facts).map(|chunk| (chunk, source))
             }
             _ => None,
         };
@@ -225,11 +223,10 @@ impl Engine {
                 (reading, evidence, refocused) = (focused, Some(found), true);
             }
         }
-        // A question that asks for all of something, answered from one of several like facts in the text
-        // read: each other fact about what it asks (the same subject, or another it names) is read alone
-        // from its chunk, and the answers join.
-        // The facts are looked for in the whole document (the text read first): retrieval reads a few
-        // chunks, and a question for all of something asks for every one.
+        // A question that asks for all of something: the like facts of the first answer's about what it
+        // asks (the same subject, or another it names) are each read alone, and the answers join. They are
+        // looked for in the whole document (the text read first): retrieval reads a few chunks, and the
+        // question asks for every one.
         let gathered = match (&evidence, &source) {
             (Some(found), Some(source))
                 if options.gather_applies()
