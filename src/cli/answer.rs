@@ -66,7 +66,7 @@ pub fn ask(args: AskArgs) -> Result<ExitCode> {
                 }
                 if !answer.gathered.is_empty() {
                     println!(
-                        "  gathered: {} answers, each read from one of the like facts of the text read",
+                        "  gathered: {} answers, each read from one like fact of the document",
                         answer.gathered.len()
                     );
                 }
@@ -90,7 +90,7 @@ fn describe_replaced(own: &str) -> String {
     format!("copied from the text: the decoder's own answer, \"{own}\", has a word the text it read lacks")
 }
 
-/// One line on an answer read from a second retrieval hop.
+/// One line on an answer read again from a like fact's chunk alone.
 fn describe_refocused(chunks: &[usize]) -> String {
     let chunks: Vec<String> = chunks.iter().map(usize::to_string).collect();
     format!(
@@ -100,6 +100,7 @@ fn describe_refocused(chunks: &[usize]) -> String {
     )
 }
 
+/// One line on an answer read from a second retrieval hop.
 fn describe_second_hop(chunks: &[usize]) -> String {
     let chunks: Vec<String> = chunks.iter().map(usize::to_string).collect();
     format!(
