@@ -1,5 +1,6 @@
 //! Token chunker: splits a document into pieces of at most `chunk_tokens` encoder tokens, on
-//! sentence boundaries where possible, on word boundaries otherwise, never inside a token.
+//! sentence boundaries where possible, on word boundaries otherwise, never inside a token or a
+//! character.
 //! Chunk byte ranges tile the document: concatenating every chunk's text gives the text back.
 
 use tokenizers::Tokenizer;
@@ -129,9 +130,18 @@ impl<'t> Chunker<'t> {
     }
 
     /// The furthest cut in `(start, start + chunk_tokens]` that falls on a word start; a single
-    /// word longer than a chunk is cut between its tokens.
+    /// word longer than a chunk is cut between its tokens, but never inside a character: the
+    /// tokens one character splits into (a Hangul syllable gives up to three jamo) share its byte
+    /// span, so where even one character is longer than a chunk, the chunk holds that character
+    /// whole and is longer than `chunk_tokens` by the rest of its tokens.
     fn word_cut(&self, tokens: &Tokens, start: usize) -> usize {
+        let n = tokens.ids.len();
         let limit = start + self.chunk_tokens;
-        (start + 1..=limit).rev().find(|&t| t < tokens.ids.len() && tokens.word_start[t]).unwrap_or(limit)
+        let between_characters = |t: usize| t == n || tokens.starts[t] > tokens.starts[t - 1];
+        (start + 1..=limit.min(n))
+            .rev()
+            .find(|&t| t < n && tokens.word_start[t] && between_characters(t))
+            .or_else(|| (start + 1..=limit.min(n)).rev().find(|&t| between_characters(t)))
+            .unwrap_or_else(|| (limit..=n).find(|&t| between_characters(t)).unwrap_or(n))
     }
 }

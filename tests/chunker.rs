@@ -29,7 +29,10 @@ fn check_invariants(text: &str, chunk_tokens: usize) -> Result<(), TestCaseError
         prop_assert_eq!(chunk.seq, seq);
         prop_assert_eq!(chunk.token_start, next_token);
         prop_assert!(chunk.token_end > chunk.token_start);
-        prop_assert!(chunk.token_end - chunk.token_start <= chunk_tokens);
+        // At most `chunk_tokens`, unless the chunk is one character longer than that by itself.
+        let offsets = &all.get_offsets()[chunk.token_start..chunk.token_end];
+        let one_character = offsets.iter().all(|&(start, _)| start == offsets[0].0);
+        prop_assert!(chunk.token_end - chunk.token_start <= chunk_tokens || one_character);
         prop_assert_eq!(&chunk.ids[..], &ids[chunk.token_start..chunk.token_end]);
         // Spans map back to the text: byte ranges tile the document on char boundaries.
         prop_assert_eq!(chunk.byte_start, next_byte);
@@ -53,7 +56,7 @@ proptest! {
 
     #[test]
     fn chunks_tile_tokens_and_text(
-        text in r"([A-Za-zéüß漢字0-9]{1,14}[ ,;:]?( |\n|\. |\? |! |\n\n|\t|—)?){0,300}",
+        text in r"([A-Za-zéüß漢字경한0-9]{1,14}[ ,;:]?( |\n|\. |\? |! |\n\n|\t|—)?){0,300}",
         chunk_tokens in 1usize..48,
     ) {
         check_invariants(&text, chunk_tokens)?;
@@ -72,6 +75,18 @@ fn sentences_are_kept_whole_when_they_fit() {
     let chunks = chunker.chunk(text).unwrap();
     let texts: Vec<&str> = chunks.iter().map(|c| c.text(text).trim()).collect();
     assert_eq!(texts, vec!["The first sentence is short.", "The second one is short too.", "A third follows here."]);
+}
+
+#[test]
+fn a_character_of_several_tokens_is_never_cut() {
+    // "경" is three tokens (its jamo) sharing one byte span: a chunk ends before or after it.
+    for chunk_tokens in 1..=4 {
+        check_invariants("경A", chunk_tokens).unwrap();
+        check_invariants("A 경경 B, 경A.", chunk_tokens).unwrap();
+    }
+    let chunker = Chunker::new(tokenizer(), 2).unwrap();
+    let texts: Vec<&str> = chunker.chunk("경A").unwrap().iter().map(|c| c.text("경A")).collect::<Vec<_>>();
+    assert_eq!(texts, vec!["경", "A"]);
 }
 
 #[test]
