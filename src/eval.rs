@@ -39,6 +39,8 @@ pub struct Scored {
     pub second_hop: bool,
     /// The answer was read again from a parallel fact's chunk alone (see `Answer::refocused`).
     pub refocused: bool,
+    /// The answer is the option whose year the document gives first or last (see `Answer::compared`).
+    pub compared: bool,
     pub ttft_ms: f64,
     pub total_ms: f64,
     pub error: Option<String>,
@@ -69,6 +71,9 @@ pub struct EvalSummary {
     /// Share of the answers read again from a parallel fact's chunk alone, and their mean F1.
     pub refocused: f64,
     pub f1_refocused: f64,
+    /// Share of the answers chosen by the years of two options, and their mean F1.
+    pub compared: f64,
+    pub f1_compared: f64,
     pub ttft_ms_p50: f64,
     pub ttft_ms_p90: f64,
     pub total_ms_p50: f64,
@@ -176,6 +181,7 @@ pub fn run(
                     replaced_answer: answer.replaced_answer,
                     second_hop: answer.second_hop,
                     refocused: answer.refocused,
+                    compared: answer.compared,
                     ttft_ms: answer.ttft_ms,
                     total_ms: answer.total_ms,
                     error: None,
@@ -196,6 +202,7 @@ pub fn run(
                 replaced_answer: None,
                 second_hop: false,
                 refocused: false,
+                compared: false,
                 ttft_ms: 0.0,
                 total_ms: 0.0,
                 error: Some(e.to_string()),
@@ -236,6 +243,8 @@ pub fn summarize(mode: &str, results: &[Scored]) -> EvalSummary {
         f1_second_hop: mean_f1(results.iter().filter(|r| r.second_hop)),
         refocused: results.iter().filter(|r| r.refocused).count() as f64 / n,
         f1_refocused: mean_f1(results.iter().filter(|r| r.refocused)),
+        compared: results.iter().filter(|r| r.compared).count() as f64 / n,
+        f1_compared: mean_f1(results.iter().filter(|r| r.compared)),
         ttft_ms_p50: percentile(&ttft, 0.5),
         ttft_ms_p90: percentile(&ttft, 0.9),
         total_ms_p50: percentile(&total, 0.5),
@@ -300,6 +309,7 @@ mod tests {
             replaced_answer: None,
             second_hop: false,
             refocused: false,
+            compared: false,
             ttft_ms: 1.0,
             total_ms: 2.0,
             error: None,

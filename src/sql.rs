@@ -112,6 +112,7 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             "second_hop" => options.second_hop = flag(value)?,
             "refocus" => options.refocus = flag(value)?,
             "gather" => options.gather = flag(value)?,
+            "compare_years" => options.compare_years = flag(value)?,
             "min_relevance" => {
                 options.min_relevance = value.as_f64().ok_or_else(|| {
                     Error::Invalid(format!("option `min_relevance` must be a number between 0 and 1, got {value}"))
@@ -119,7 +120,7 @@ pub fn parse_options(json: Option<&str>) -> Result<AskOptions, Error> {
             }
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, memory_chunks, prefix_cache, multiline, extractive, whole_numbers, whole_spans, calibrate_yes_no, avoid_repeating, extractive_fallback, min_relevance, second_hop, refocus, gather)"
+                    "unknown option `{other}` (known: mode, max_new_tokens, top_k, retrieval, max_soft_tokens, memory_chunks, prefix_cache, multiline, extractive, whole_numbers, whole_spans, calibrate_yes_no, avoid_repeating, extractive_fallback, min_relevance, second_hop, refocus, gather, compare_years)"
                 )))
             }
         }

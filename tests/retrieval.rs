@@ -4,7 +4,8 @@
 //! first (in paragraphs about one subject each; in running text the hop tends to find the best chunk's
 //! neighbours instead, see reports/answer_rules.md); an answer read off one of several like facts is read
 //! again from the fact the question asks about, and a question for all of something gathers the answers
-//! of every like fact read; the options are accepted from SQL and rejected when unknown.
+//! of every like fact read; a question of which of two came first is answered by the years the document
+//! gives them; the options are accepted from SQL and rejected when unknown.
 
 mod common;
 
@@ -224,15 +225,53 @@ fn a_question_for_all_of_something_gathers_every_like_fact_read() {
 }
 
 #[test]
-fn refocus_and_gather_options_from_sql() {
-    for key in ["refocus", "gather"] {
+fn which_came_first_is_answered_by_the_years_the_document_gives() {
+    let engine = common::engine();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = e2llm::store::Store::open(&dir.path().join("t.db")).unwrap();
+    let facts = [
+        "Mary Collins (born 24 March 1961) is a British actress who starred in a 1990 film.".to_string(),
+        "Polly Draper (born June 15, 1955) is an American actress and writer.".to_string(),
+    ];
+    let doc = address_with(dir.path(), &mut store, &facts);
+    let reader = store.reader();
+    let options = AskOptions { mode: Mode::Rag, max_new_tokens: 8, ..Default::default() };
+    for (question, expected, sentence) in [
+        ("Who was born first, Mary Collins or Polly Draper?", "Polly Draper", &facts[1]),
+        ("Who is younger, Mary Collins or Polly Draper?", "Mary Collins", &facts[0]),
+    ] {
+        for mode in [Mode::Rag, Mode::Hybrid, Mode::Full] {
+            let answer = engine.ask(&reader, &doc, question, &AskOptions { mode, ..options.clone() }).unwrap();
+            assert!(answer.compared, "{mode:?}: {question}");
+            assert_eq!(answer.answer, expected, "{mode:?}: {question}");
+            assert_eq!(&answer.evidence.unwrap().sentence, sentence);
+        }
+    }
+    // Off, in a mode that reads no text, and for a question of another kind: the decoder's answer.
+    let question = "Who was born first, Mary Collins or Polly Draper?";
+    let off = AskOptions { compare_years: false, ..options.clone() };
+    assert!(!engine.ask(&reader, &doc, question, &off).unwrap().compared);
+    let compressed = AskOptions { mode: Mode::Compressed, ..options.clone() };
+    assert!(!engine.ask(&reader, &doc, question, &compressed).unwrap().compared);
+    let other = "Who wrote more books, Mary Collins or Polly Draper?";
+    assert!(!engine.ask(&reader, &doc, other, &options).unwrap().compared);
+}
+
+#[test]
+fn refocus_gather_and_compare_years_options_from_sql() {
+    for key in ["refocus", "gather", "compare_years"] {
         let off = e2llm::sql::parse_options(Some(&format!(r#"{{"{key}": false}}"#))).unwrap();
-        assert!(!(if key == "refocus" { off.refocus } else { off.gather }), "{key}");
+        let on = match key {
+            "refocus" => off.refocus,
+            "gather" => off.gather,
+            _ => off.compare_years,
+        };
+        assert!(!on, "{key}");
         let message = e2llm::sql::parse_options(Some(&format!(r#"{{"{key}": 2}}"#))).unwrap_err().to_string();
         assert!(message.contains(key), "{message}");
     }
     let defaults = e2llm::sql::parse_options(None).unwrap();
-    assert!(defaults.refocus && defaults.gather, "on by default");
+    assert!(defaults.refocus && defaults.gather && defaults.compare_years, "on by default");
 }
 
 #[test]

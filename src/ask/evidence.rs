@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::decode::{words, yes_or_no};
+use crate::decode::yes_or_no;
 use crate::lexical::terms;
 
 /// The sentence of a document that holds an answer.
@@ -26,12 +26,12 @@ pub struct Evidence {
 /// Seventy-seventh Congress" from "Members of the Seventy-seventh Congress"). `None` for an answer
 /// without words, a bare "yes" or "no" (not a quote of the text), or one that neither holds.
 pub(super) fn find(answer: &str, texts: &[String], read: &[usize]) -> Option<Evidence> {
-    let wanted = words(answer);
+    let wanted = quoted_words(answer);
     if wanted.trim().is_empty() || yes_or_no(answer) {
         return None;
     }
     let in_chunk = |chunk: usize, holds: &dyn Fn(&str) -> bool| {
-        sentences(&texts[chunk]).find(|s| holds(&words(s))).map(|sentence| Evidence {
+        sentences(&texts[chunk]).find(|s| holds(&quoted_words(s))).map(|sentence| Evidence {
             chunk,
             read: read.contains(&chunk),
             sentence: sentence.trim().to_string(),
@@ -44,6 +44,43 @@ pub(super) fn find(answer: &str, texts: &[String], read: &[usize]) -> Option<Evi
         let terms: Vec<String> = wanted.split_whitespace().map(|w| format!(" {w} ")).collect();
         read_chunks().find_map(|chunk| in_chunk(chunk, &|s| terms.iter().all(|t| s.contains(t.as_str()))))
     })
+}
+
+/// The text's words as [`words`](crate::decode::words) gives them, except that a number stays whole: a
+/// `.` or `,` between two digits is part of its word ("15.4", "1,267"), so an answer "4" is not found in
+/// "15.4 million" (a bare digit read off a decimal is no quote of the text).
+pub(super) fn quoted_words(text: &str) -> String {
+    number_words(text, true)
+}
+
+/// [`quoted_words`] in the text's own case: names told from common words ("The Guest", "the guest").
+pub(super) fn cased_words(text: &str) -> String {
+    number_words(text, false)
+}
+
+fn number_words(text: &str, lower: bool) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let digit = |i: usize| chars.get(i).is_some_and(char::is_ascii_digit);
+    let mut out = String::from(" ");
+    let mut in_word = false;
+    for (i, &c) in chars.iter().enumerate() {
+        let in_number = matches!(c, '.' | ',') && i > 0 && digit(i - 1) && digit(i + 1);
+        if c.is_alphanumeric() || in_number {
+            if lower {
+                out.extend(c.to_lowercase());
+            } else {
+                out.push(c);
+            }
+            in_word = true;
+        } else if in_word {
+            out.push(' ');
+            in_word = false;
+        }
+    }
+    if in_word {
+        out.push(' ');
+    }
+    out
 }
 
 /// Share of their terms (stopwords and the answer's own left out of the evidence's) that two sentences
@@ -143,7 +180,7 @@ const TITLES: [&str; 20] = [
 /// The text cut after each `.`, `!` or `?` that whitespace follows, and at line breaks — but not after a
 /// full stop that ends an initial (one capital letter) or a title of [`TITLES`], which would cut a name
 /// in two; pieces without letters or digits are skipped.
-fn sentences(text: &str) -> impl Iterator<Item = &str> {
+pub(super) fn sentences(text: &str) -> impl Iterator<Item = &str> {
     let mut start = 0;
     let mut cuts = Vec::new();
     let mut chars = text.char_indices().peekable();
@@ -208,6 +245,21 @@ mod tests {
         assert!(find("Yes", &[String::from("Yes, it was.")], &[0]).is_none());
         // A chunk index beyond the document is ignored.
         assert!(find("1835", &texts(), &[7]).is_some_and(|e| e.chunk == 0 && !e.read));
+    }
+
+    #[test]
+    fn numbers_are_quoted_whole() {
+        let texts = vec!["It spans 15.4 million acres. Its 1,267 steps date from 1911.".to_string()];
+        assert_eq!(
+            quoted_words("Spans 15.4 million, 1,267 steps. 3.5, a.b"),
+            " spans 15.4 million 1,267 steps 3.5 a b "
+        );
+        assert!(find("15.4 million", &texts, &[0]).is_some());
+        assert!(find("1,267", &texts, &[0]).is_some());
+        // A digit read off a decimal, or part of a number, is no quote of it.
+        assert!(find("4", &texts, &[0]).is_none());
+        assert!(find("267", &texts, &[0]).is_none());
+        assert!(find("1911", &texts, &[0]).is_some());
     }
 
     #[test]

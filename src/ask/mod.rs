@@ -10,10 +10,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod choice;
 mod evidence;
 mod options;
 mod prompt;
 
+use choice::{by_years, offers_choice, whole_option};
 pub use evidence::Evidence;
 use evidence::{LikeFact, Match};
 pub use options::{
@@ -77,6 +79,10 @@ pub struct Answer {
     /// otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gathered: Vec<String>,
+    /// The question asks which of two options it names came first or last, and the answer is the one
+    /// whose first year in the document is the earlier or the later (`AskOptions::compare_years`);
+    /// `evidence` is the sentence that gives its year.
+    pub compared: bool,
     pub mode: Mode,
     pub doc_id: String,
     /// Decoder input positions (text tokens + soft tokens).
@@ -254,10 +260,27 @@ impl Engine {
             _ => Vec::new(),
         };
         let generation = reading.generation;
+        // Which of two options came first or last: the years the document gives them decide. Else, part
+        // of a name the question offers as an option is given whole, as the question writes it.
+        let compared = options.compare_years_applies().then(|| by_years(question, texts, &reading.read)).flatten();
+        let whole = match &compared {
+            Some((option, found)) => {
+                evidence = Some(found.clone());
+                Some(option.clone())
+            }
+            None => options.whole_spans.then(|| whole_option(&generation.text, question)).flatten().inspect(|whole| {
+                evidence = evidence::find(whole, texts, &reading.read);
+            }),
+        };
         Ok(Answer {
             evidence,
-            answer: if gathered.is_empty() { generation.text } else { gathered.join(", ") },
+            answer: match whole {
+                _ if !gathered.is_empty() => gathered.join(", "),
+                Some(whole) => whole,
+                None => generation.text,
+            },
             gathered,
+            compared: compared.is_some(),
             replaced_answer: generation.replaced,
             second_hop,
             refocused,
@@ -587,10 +610,10 @@ fn gather(
 }
 
 /// A question that asks for all of something: "all" in lower case as a word after a space, and the
-/// question opens with what, which, who, list, name or give ("What are all the ledger numbers ...?",
-/// "List all the ..."). English only.
+/// question opens with what, which, who, list, name, give, find or show ("What are all the ledger
+/// numbers ...?", "List all the ...", "Find all ..."). English only.
 fn asks_for_all(question: &str) -> bool {
-    const OPENERS: [&str; 6] = ["what", "which", "who", "list", "name", "give"];
+    const OPENERS: [&str; 8] = ["what", "which", "who", "list", "name", "give", "find", "show"];
     let opens = question.split_whitespace().next().is_some_and(|w| {
         let w = w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
         OPENERS.contains(&w.as_str())
@@ -609,12 +632,6 @@ fn asks_yes_no(question: &str) -> bool {
     OPENERS.iter().any(|o| first.eq_ignore_ascii_case(o)) && !offers_choice(question)
 }
 
-/// True when the question offers alternatives ("Who is older, A or B?"): its answer is expected to
-/// repeat words of the question.
-fn offers_choice(question: &str) -> bool {
-    question.split(|c: char| !c.is_alphanumeric()).any(|word| word.eq_ignore_ascii_case("or"))
-}
-
 fn check_encoder(document: &DocumentRow, loaded: &str, store: &Reader<'_>) -> Result<()> {
     if document.encoder_fingerprint != loaded {
         return Err(Error::EncoderMismatch {
@@ -628,7 +645,7 @@ fn check_encoder(document: &DocumentRow, loaded: &str, store: &Reader<'_>) -> Re
 
 #[cfg(test)]
 mod tests {
-    use super::{asks_for_all, evidence, gather, offers_choice, weak, LikeFact, Match};
+    use super::{asks_for_all, evidence, gather, weak, LikeFact, Match};
 
     #[test]
     fn an_answer_is_weak_when_the_text_read_does_not_support_it() {
@@ -697,9 +714,12 @@ mod tests {
 
     #[test]
     fn a_question_asks_for_all_when_it_opens_with_a_question_word_and_says_all() {
-        for yes in
-            ["What are all the ledger numbers the archive keeps?", "List all the mayors.", "Which are all of them?"]
-        {
+        for yes in [
+            "What are all the ledger numbers the archive keeps?",
+            "List all the mayors.",
+            "Which are all of them?",
+            "Find all the numbers kept for the archive.",
+        ] {
             assert!(asks_for_all(yes), "{yes}");
         }
         // Titles and names ("All the Marbles", "Y'all"), other openers and no "all" at all do not.
@@ -711,13 +731,5 @@ mod tests {
         ] {
             assert!(!asks_for_all(no), "{no}");
         }
-    }
-
-    #[test]
-    fn a_question_offers_a_choice_when_it_has_or_as_a_word() {
-        assert!(offers_choice("Who is older, Ivan Foster or Ian Paisley?"));
-        assert!(offers_choice("Which came first: Muppet Treasure Island OR Million Dollar Arm"));
-        assert!(!offers_choice("Which former mill town is near Rivington Hall Barn?"));
-        assert!(!offers_choice("Which organ is in Oregon?"));
     }
 }

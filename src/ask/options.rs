@@ -110,7 +110,9 @@ pub struct AskOptions {
     /// Complete a span of the prompt's text the answer has started (rag, hybrid, full; see
     /// `GenerateOptions::whole_spans`): where the answer would end inside one, a likely next word of
     /// the text goes on. Chosen on the tuning split (reports/answer_rules.md): answer-contained +0.008
-    /// (rag) and +0.005 (hybrid), EM and F1 level or up.
+    /// (rag) and +0.005 (hybrid), EM and F1 level or up. In every mode, too: an answer that is part of a
+    /// name a question offers as an option ("Polly" for "Mary Collins or Polly Draper?") is given as the
+    /// question writes it whole (`choice::whole_option`).
     pub whole_spans: bool,
     /// Yes/no questions (an opening auxiliary verb, no "A or B" choice) in every mode that reads the
     /// document: an answer that would begin with "yes" or "no" takes the one the document raised more
@@ -164,6 +166,13 @@ pub struct AskOptions {
     /// (`Answer::gathered`). One or two more prefills and generations per fact (8 facts at most), for such
     /// questions only.
     pub gather: bool,
+    /// In the modes that read the document's text (rag, hybrid, full): a question that asks which of two
+    /// options it names came first or last ("Who was born first, A or B?", "Which film is more recent, A
+    /// or B?") is answered with the option whose first year in the document is the earlier or the later
+    /// (`choice::by_years`; `Answer::compared`), where the document gives both a year and the years
+    /// differ. The 135M decoder picks the wrong option of such questions about half the time; comparing
+    /// two numbers is no reading it needs to do. No more decoding.
+    pub compare_years: bool,
 }
 
 impl Default for AskOptions {
@@ -188,6 +197,7 @@ impl Default for AskOptions {
             second_hop: true,
             refocus: true,
             gather: true,
+            compare_years: true,
         }
     }
 }
@@ -214,6 +224,11 @@ impl AskOptions {
     /// (full) changed 13 of 200 tuning answers, none for the better (reports/answer_rules.md).
     pub(super) fn extractive_fallback_applies(&self) -> bool {
         self.extractive_fallback && self.mode.retrieves_text()
+    }
+
+    /// Comparing years of the document's text: the modes whose decoder reads it (see `compare_years`).
+    pub(super) fn compare_years_applies(&self) -> bool {
+        self.compare_years && self.mode.reads_text()
     }
 
     /// Reading a parallel fact's chunk alone: rag and hybrid only (see `refocus`).

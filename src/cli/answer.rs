@@ -64,6 +64,9 @@ pub fn ask(args: AskArgs) -> Result<ExitCode> {
                 if answer.refocused {
                     println!("  {}", describe_refocused(&answer.chunks));
                 }
+                if answer.compared {
+                    println!("  compared: the option whose year the document gives first or last, as asked");
+                }
                 if !answer.gathered.is_empty() {
                     println!(
                         "  gathered: {} answers, each read from one like fact of the document",

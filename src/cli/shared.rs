@@ -76,7 +76,9 @@ pub struct AnswerArgs {
     #[arg(long)]
     pub cut_numbers: bool,
     /// Let an answer end inside a span of the prompt's text (by default, where it would end while the
-    /// text goes on from it, the text's next word goes on when the decoder gives it at least 10%).
+    /// text goes on from it, the text's next word goes on when the decoder gives it at least 10%), or
+    /// inside a name the question offers as an option (by default "Polly" for "Mary Collins or Polly
+    /// Draper?" is given as "Polly Draper").
     #[arg(long)]
     pub cut_spans: bool,
     /// Answer yes/no questions as the decoder ranks "yes" and "no" (by default they compete by how much
@@ -111,6 +113,11 @@ pub struct AnswerArgs {
     /// alone and join the answers).
     #[arg(long)]
     pub no_gather: bool,
+    /// Let the decoder choose between the two options of a question that asks which came first or last
+    /// (by default rag, hybrid and full answer with the option whose first year in the document is the
+    /// earlier or the later, where the document gives both).
+    #[arg(long)]
+    pub no_compare_years: bool,
 }
 
 impl AnswerArgs {
@@ -133,6 +140,7 @@ impl AnswerArgs {
             second_hop: !self.one_hop,
             refocus: !self.no_refocus,
             gather: !self.no_gather,
+            compare_years: !self.no_compare_years,
             ..AskOptions::default()
         }
     }
