@@ -24,6 +24,8 @@ if a.get("second_hop"):
     print("      second hop: the first answer had no support in the text read; this one read chunks %s" % a["chunks"])
 if a.get("refocused"):
     print("      refocused: the first answer stood in one of several like facts; this one read chunk %s alone" % a["chunks"])
+if a.get("compared"):
+    print("      compared: the option whose year the document gives first or last, as the question asks")
 if a.get("gathered"):
     print("      gathered: %d answers, each read from one like fact" % len(a["gathered"]))
 print("      (%d prompt tokens, first token %.0f ms, total %.0f ms)" % (a["prompt_tokens"], a["ttft_ms"], a["total_ms"]))
