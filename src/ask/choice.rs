@@ -2,7 +2,7 @@
 //! one of the options, and an answer that names part of one is given as the question writes it whole;
 //! where the choice is which came first or last, the years the document gives each option decide.
 
-use super::evidence::{cased_words, quoted_words, sentences, Evidence};
+use super::evidence::{cased_words, quoted_words, sentences, word_spans, Evidence};
 use crate::decode::words;
 
 /// True when the question offers alternatives ("Who is older, A or B?"): its answer is expected to
@@ -68,6 +68,15 @@ fn names(all: &[Word<'_>], i: usize) -> bool {
     all[i].names() && !(i == 0 && OPENERS.contains(&all[i].core().to_lowercase().as_str()))
 }
 
+/// Words `from..=to` of the question as it writes them, without the quotes, brackets and punctuation
+/// around them.
+fn as_written(question: &str, all: &[Word<'_>], from: usize, to: usize) -> String {
+    question[all[from].start..all[to].end]
+        .trim_start_matches(['"', '\'', '“', '‘', '('])
+        .trim_end_matches([',', ';', ':', '?', '!', '"', '\'', '”', '’', ')'])
+        .to_string()
+}
+
 /// Where the answer names part of a name the question offers as an option ("Polly" for "Mary Collins or
 /// Polly Draper?"), that name as the question writes it ("Polly Draper"); `None` when the question
 /// offers no choice, or the answer is not a strict part of a capitalised name of it.
@@ -111,10 +120,7 @@ pub(super) fn whole_option(answer: &str, question: &str) -> Option<String> {
         if (from, to) == (first, last) {
             return None;
         }
-        let name = question[all[from].start..all[to].end]
-            .trim_start_matches(['"', '\'', '“', '‘', '('])
-            .trim_end_matches([',', ';', ':', '?', '!', '"', '\'', '”', '’', ')']);
-        return Some(name.to_string());
+        return Some(as_written(question, &all, from, to));
     }
     None
 }
@@ -182,12 +188,7 @@ pub(super) fn asks_which_came(question: &str) -> Option<(String, String, Order)>
             _ => None,
         }
     })?;
-    let text = |(from, to): (usize, usize)| {
-        question[all[from].start..all[to].end]
-            .trim_start_matches(['"', '\'', '“', '‘', '('])
-            .trim_end_matches([',', ';', ':', '?', '!', '"', '\'', '”', '’', ')'])
-            .to_string()
-    };
+    let text = |(from, to): (usize, usize)| as_written(question, &all, from, to);
     Some((text(first), text(second), order))
 }
 
@@ -245,22 +246,10 @@ fn names_whole(sentence: &str, name: &[String], opening: bool) -> bool {
 
 /// The text after its first `n` words, as [`cased_words`] counts them ("" where it has no more).
 fn after_words(text: &str, n: usize) -> &str {
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let digit = |k: usize| chars.get(k).is_some_and(|&(_, c)| c.is_ascii_digit());
-    let (mut count, mut in_word) = (0, false);
-    for (k, &(i, c)) in chars.iter().enumerate() {
-        let in_number = matches!(c, '.' | ',') && k > 0 && digit(k - 1) && digit(k + 1);
-        if c.is_alphanumeric() || in_number {
-            in_word = true;
-        } else if in_word {
-            in_word = false;
-            count += 1;
-            if count == n {
-                return &text[i..];
-            }
-        }
+    match n.checked_sub(1).and_then(|last| word_spans(text).get(last).copied()) {
+        Some((_, end)) => &text[end..],
+        None => "",
     }
-    ""
 }
 
 /// For a question that asks which of two named options came first or last ([`asks_which_came`]): the

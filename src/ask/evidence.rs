@@ -59,28 +59,35 @@ pub(super) fn cased_words(text: &str) -> String {
 }
 
 fn number_words(text: &str, lower: bool) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let digit = |i: usize| chars.get(i).is_some_and(char::is_ascii_digit);
     let mut out = String::from(" ");
-    let mut in_word = false;
-    for (i, &c) in chars.iter().enumerate() {
-        let in_number = matches!(c, '.' | ',') && i > 0 && digit(i - 1) && digit(i + 1);
-        if c.is_alphanumeric() || in_number {
-            if lower {
-                out.extend(c.to_lowercase());
-            } else {
-                out.push(c);
-            }
-            in_word = true;
-        } else if in_word {
-            out.push(' ');
-            in_word = false;
-        }
-    }
-    if in_word {
+    for (start, end) in word_spans(text) {
+        let word = &text[start..end];
+        out.push_str(&if lower { word.to_lowercase() } else { word.to_string() });
         out.push(' ');
     }
     out
+}
+
+/// The byte spans of the words [`quoted_words`] gives: runs of letters and digits, a `.` or `,` between
+/// two digits inside them.
+pub(super) fn word_spans(text: &str) -> Vec<(usize, usize)> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let digit = |k: usize| chars.get(k).is_some_and(|&(_, c)| c.is_ascii_digit());
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (k, &(i, c)) in chars.iter().enumerate() {
+        let in_number = matches!(c, '.' | ',') && k > 0 && digit(k - 1) && digit(k + 1);
+        match (c.is_alphanumeric() || in_number, start) {
+            (true, None) => start = Some(i),
+            (false, Some(from)) => {
+                spans.push((from, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    spans.extend(start.map(|from| (from, text.len())));
+    spans
 }
 
 /// Share of their terms (stopwords and the answer's own left out of the evidence's) that two sentences
