@@ -261,22 +261,26 @@ impl Engine {
         };
         let generation = reading.generation;
         // Which of two options came first or last: the years the document gives them decide. Else, part
-        // of a name the question offers as an option is given whole, as the question writes it.
-        let compared = options.compare_years_applies().then(|| by_years(question, texts, &reading.read)).flatten();
+        // of a name the question offers as an option is given whole, as the question writes it. (Not for
+        // a gathered answer: it joins several.)
+        let single = gathered.is_empty();
+        let compared =
+            (single && options.compare_years_applies()).then(|| by_years(question, texts, &reading.read)).flatten();
         let whole = match &compared {
             Some((option, found)) => {
                 evidence = Some(found.clone());
                 Some(option.clone())
             }
-            None => options.whole_spans.then(|| whole_option(&generation.text, question)).flatten().inspect(|whole| {
-                evidence = evidence::find(whole, texts, &reading.read);
-            }),
+            None => (single && options.whole_spans).then(|| whole_option(&generation.text, question)).flatten(),
         };
+        if let (None, Some(whole)) = (&compared, &whole) {
+            evidence = evidence::find(whole, texts, &reading.read);
+        }
         Ok(Answer {
             evidence,
             answer: match whole {
-                _ if !gathered.is_empty() => gathered.join(", "),
                 Some(whole) => whole,
+                None if !single => gathered.join(", "),
                 None => generation.text,
             },
             gathered,
