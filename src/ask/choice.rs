@@ -2,7 +2,7 @@
 //! one of the options, and an answer that names part of one is given as the question writes it whole;
 //! where the choice is which came first or last, the years the document gives each option decide.
 
-use super::evidence::{cased_words, quoted_words, sentences, word_spans, Evidence};
+use super::evidence::{cased_words, quoted_words, read_first, sentences, word_spans, Evidence};
 use crate::decode::words;
 
 /// True when the question offers alternatives ("Who is older, A or B?"): its answer is expected to
@@ -68,6 +68,26 @@ fn names(all: &[Word<'_>], i: usize) -> bool {
     all[i].names() && !(i == 0 && OPENERS.contains(&all[i].core().to_lowercase().as_str()))
 }
 
+/// The name that words `from..=to` of the question stand in: grown over the name words and connectors
+/// beside them, within one option (never past "or" or the punctuation that ends an option), then cut to
+/// name words at both ends; `None` where no name word is left.
+fn name_around(all: &[Word<'_>], mut from: usize, mut to: usize) -> Option<(usize, usize)> {
+    let may_join = |i: usize| names(all, i) || all[i].connects();
+    while from > 0 && !all[from - 1].ends_option() && may_join(from - 1) {
+        from -= 1;
+    }
+    while to + 1 < all.len() && !all[to].ends_option() && may_join(to + 1) {
+        to += 1;
+    }
+    while from < to && !names(all, from) {
+        from += 1;
+    }
+    while to > from && !names(all, to) {
+        to -= 1;
+    }
+    names(all, from).then_some((from, to))
+}
+
 /// Words `from..=to` of the question as it writes them, without the quotes, brackets and punctuation
 /// around them.
 fn as_written(question: &str, all: &[Word<'_>], from: usize, to: usize) -> String {
@@ -90,7 +110,6 @@ pub(super) fn whole_option(answer: &str, question: &str) -> Option<String> {
     }
     let all = split(question);
     let names = |i: usize| names(&all, i);
-    let may_join = |i: usize| names(i) || all[i].connects();
     // The answer's words, whole words of the question in a row, each a word of a name.
     for first in 0..all.len() {
         let mut last = first;
@@ -103,20 +122,8 @@ pub(super) fn whole_option(answer: &str, question: &str) -> Option<String> {
         if !names(first) || !names(last) || (first..last).any(|i| all[i].ends_option()) {
             continue;
         }
-        // Grow over the name's other words, within the option.
-        let (mut from, mut to) = (first, last);
-        while from > 0 && !all[from - 1].ends_option() && may_join(from - 1) {
-            from -= 1;
-        }
-        while to + 1 < all.len() && !all[to].ends_option() && may_join(to + 1) {
-            to += 1;
-        }
-        while from < first && !names(from) {
-            from += 1;
-        }
-        while to > last && !names(to) {
-            to -= 1;
-        }
+        // The whole name, within the option.
+        let (from, to) = name_around(&all, first, last)?;
         if (from, to) == (first, last) {
             return None;
         }
@@ -152,30 +159,11 @@ pub(super) fn asks_which_came(question: &str) -> Option<(String, String, Order)>
     if lower.iter().any(|w| ENDINGS.contains(&w.as_str())) {
         return None;
     }
-    let names = |i: usize| names(&all, i);
-    let may_join = |i: usize| names(i) || all[i].connects();
-    let trim = |mut from: usize, mut to: usize| {
-        while from < to && !names(from) {
-            from += 1;
-        }
-        while to > from && !names(to) {
-            to -= 1;
-        }
-        (from <= to && names(from)).then_some((from, to))
-    };
-    let or = (1..all.len().saturating_sub(1)).find(|&i| lower[i] == "or" && all[i].text == "or")?;
-    // The first option: the name that ends just before "or" (a comma after it allowed).
-    let mut from = or - 1;
-    while from > 0 && !all[from - 1].ends_option() && may_join(from - 1) {
-        from -= 1;
-    }
-    let first = trim(from, or - 1)?;
-    // The second: the name that starts just after it, up to the punctuation that ends it.
-    let mut to = or + 1;
-    while !all[to].ends_option() && to + 1 < all.len() && may_join(to + 1) {
-        to += 1;
-    }
-    let second = trim(or + 1, to)?;
+    let or = (1..all.len().saturating_sub(1)).find(|&i| all[i].text == "or")?;
+    // The first option: the name that ends just before "or" (a comma after it allowed); the second: the
+    // name that starts just after it, up to the punctuation that ends it.
+    let first = name_around(&all, or - 1, or - 1)?;
+    let second = name_around(&all, or + 1, or + 1)?;
     // The word that asks for an order: the one before the first option, or the question's last.
     let asking = [first.0.checked_sub(1), Some(all.len() - 1)];
     let order = asking.iter().flatten().find_map(|&i| {
@@ -204,8 +192,7 @@ const YEAR_LOOKAHEAD: usize = 2;
 fn first_year(option: &str, other: &str, texts: &[String], read: &[usize]) -> Option<(u32, Evidence)> {
     let name: Vec<String> = cased_words(option).split_whitespace().map(str::to_string).collect();
     let rival = cased_words(other);
-    let unread = (0..texts.len()).filter(|i| !read.contains(i));
-    let order: Vec<usize> = read.iter().copied().filter(|&i| i < texts.len()).chain(unread).collect();
+    let order: Vec<usize> = read_first(read, texts.len()).collect();
     for opening in [true, false] {
         for &chunk in &order {
             let said: Vec<&str> = sentences(&texts[chunk]).collect();

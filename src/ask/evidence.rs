@@ -37,13 +37,20 @@ pub(super) fn find(answer: &str, texts: &[String], read: &[usize]) -> Option<Evi
             sentence: sentence.trim().to_string(),
         })
     };
-    let read_chunks = || read.iter().copied().filter(|&i| i < texts.len());
-    let unread = (0..texts.len()).filter(|i| !read.contains(i));
-    let quoted = read_chunks().chain(unread).find_map(|chunk| in_chunk(chunk, &|s| s.contains(&wanted)));
+    let quoted = read_first(read, texts.len()).find_map(|chunk| in_chunk(chunk, &|s| s.contains(&wanted)));
     quoted.or_else(|| {
         let terms: Vec<String> = wanted.split_whitespace().map(|w| format!(" {w} ")).collect();
-        read_chunks().find_map(|chunk| in_chunk(chunk, &|s| terms.iter().all(|t| s.contains(t.as_str()))))
+        let mut read_chunks = read.iter().copied().filter(|&i| i < texts.len());
+        read_chunks.find_map(|chunk| in_chunk(chunk, &|s| terms.iter().all(|t| s.contains(t.as_str()))))
     })
+}
+
+/// Every chunk of a document of `count` chunks: those the prompt read (`read`, in that order; any beyond
+/// the document left out) first, then the others in document order — where a document's own words are
+/// looked for.
+pub(super) fn read_first(read: &[usize], count: usize) -> impl Iterator<Item = usize> + '_ {
+    let unread = (0..count).filter(|i| !read.contains(i));
+    read.iter().copied().filter(move |&i| i < count).chain(unread)
 }
 
 /// The text's words as [`words`](crate::decode::words) gives them, except that a number stays whole: a

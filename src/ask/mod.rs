@@ -240,8 +240,7 @@ impl Engine {
                     && asks_for_all(question)
                     && evidence::held(&found.sentence, question) >= GATHER_MIN_TERMS =>
             {
-                let unread = (0..texts.len()).filter(|i| !reading.read.contains(i));
-                let everywhere: Vec<usize> = reading.read.iter().copied().chain(unread).collect();
+                let everywhere: Vec<usize> = evidence::read_first(&reading.read, texts.len()).collect();
                 let facts = evidence::like_facts(found, &reading.generation.text, question, texts, &everywhere);
                 // Each fact's chunk is read alone; where the answer is not that fact's (the chunk holds
                 // another), the fact's sentence alone.
@@ -264,18 +263,22 @@ impl Engine {
         // of a name the question offers as an option is given whole, as the question writes it. (Not for
         // a gathered answer: it joins several.)
         let single = gathered.is_empty();
-        let compared =
+        let by_year =
             (single && options.compare_years_applies()).then(|| by_years(question, texts, &reading.read)).flatten();
-        let whole = match &compared {
+        let compared = by_year.is_some();
+        let whole = match by_year {
             Some((option, found)) => {
-                evidence = Some(found.clone());
-                Some(option.clone())
+                evidence = Some(found);
+                Some(option)
             }
-            None => (single && options.whole_spans).then(|| whole_option(&generation.text, question)).flatten(),
+            None => {
+                let whole = (single && options.whole_spans).then(|| whole_option(&generation.text, question)).flatten();
+                if let Some(whole) = &whole {
+                    evidence = evidence::find(whole, texts, &reading.read);
+                }
+                whole
+            }
         };
-        if let (None, Some(whole)) = (&compared, &whole) {
-            evidence = evidence::find(whole, texts, &reading.read);
-        }
         Ok(Answer {
             evidence,
             answer: match whole {
@@ -284,7 +287,7 @@ impl Engine {
                 None => generation.text,
             },
             gathered,
-            compared: compared.is_some(),
+            compared,
             replaced_answer: generation.replaced,
             second_hop,
             refocused,
